@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Starts a local Temporal dev server, the proxy in front of it with a generated dev key,
+# runs a sample workflow through the proxy, and shows what the worker saw next to what
+# the server stored. Keeps both running until Ctrl-C (or exits at once with --once).
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+once=false
+[[ "${1:-}" == "--once" ]] && once=true
+
+server_port="${DEMO_SERVER_PORT:-17233}"
+ui_port="${DEMO_UI_PORT:-8233}"
+proxy_listen="${DEMO_PROXY_LISTEN:-127.0.0.1:7233}"
+state_dir="$repo_root/.demo"
+mkdir -p "$state_dir"
+
+scripts/install-test-tools.sh --python-only >/dev/null
+venv="${TEST_TOOLS_DIR:-$repo_root/.test-tools}/venv"
+
+echo "==> building temporal-codec-proxy (release)"
+cargo build --release --quiet
+proxy_bin="$repo_root/target/release/temporal-codec-proxy"
+
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+echo "==> starting Temporal dev server on 127.0.0.1:$server_port (Web UI on http://127.0.0.1:$ui_port)"
+"$venv/bin/temporal" server start-dev --ip 127.0.0.1 --port "$server_port" --ui-port "$ui_port" \
+    --http-port $((server_port + 1)) --metrics-port $((server_port + 2)) --db-filename '' \
+    --log-level warn >"$state_dir/server.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+    "$venv/bin/temporal" operator cluster health --address "127.0.0.1:$server_port" >/dev/null 2>&1 && break
+    sleep 0.3
+done
+
+key_file="$state_dir/dev.key"
+if [[ ! -f "$key_file" ]]; then
+    (umask 077 && "$proxy_bin" keygen >"$key_file")
+    echo "==> generated a dev key in $key_file"
+fi
+
+echo "==> starting the proxy on $proxy_listen -> 127.0.0.1:$server_port"
+"$proxy_bin" serve --listen "$proxy_listen" --upstream "127.0.0.1:$server_port" \
+    --key "dev=file:$key_file" >"$state_dir/proxy.log" 2>&1 &
+pids+=($!)
+sleep 0.5
+
+echo "==> running a workflow through the proxy"
+run="$("$venv/bin/python" scripts/demo_workflow.py --address "$proxy_listen")"
+workflow_id="$("$venv/bin/python" -c 'import json,sys; print(json.loads(sys.argv[1])["workflow_id"])' "$run")"
+
+echo
+echo "What the worker and client saw (through the proxy):"
+"$venv/bin/python" -c 'import json,sys; d=json.loads(sys.argv[1]); print("  input: ", json.dumps(d["input"])); print("  result:", json.dumps(d["result"]))' "$run"
+echo
+echo "What the Temporal server stored (read directly, not through the proxy):"
+"$venv/bin/temporal" workflow show --workflow-id "$workflow_id" --address "127.0.0.1:$server_port" --output json |
+    "$venv/bin/python" -c '
+import base64, json, sys
+history = json.load(sys.stdin)
+for event in history["events"]:
+    for name, attributes in event.items():
+        if not name.endswith("EventAttributes"):
+            continue
+        for field in ("input", "result"):
+            for payload in (attributes.get(field) or {}).get("payloads", []):
+                meta = {k: base64.b64decode(v).decode() for k, v in payload["metadata"].items()}
+                print(f"  {event[\"eventType\"]} {field}: {meta} data={payload[\"data\"][:48]}...")
+'
+echo
+if $once; then
+    exit 0
+fi
+echo "Point workers at $proxy_listen (TEMPORAL_ADDRESS=$proxy_listen); Web UI: http://127.0.0.1:$ui_port"
+echo "Logs in $state_dir. Press Ctrl-C to stop."
+wait

@@ -1,0 +1,43 @@
+"""Runs one sample workflow through the proxy and prints what the worker and client saw."""
+
+import argparse
+import asyncio
+import json
+import uuid
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+
+@activity.defn
+async def compose_greeting(order: dict) -> str:
+    return f"Hello {order['customer']}, your card ending {order['card'][-4:]} was charged {order['amount']}"
+
+
+@workflow.defn
+class GreetingWorkflow:
+    @workflow.run
+    async def run(self, order: dict) -> str:
+        return await workflow.execute_activity(
+            compose_greeting, order, start_to_close_timeout=timedelta(seconds=10)
+        )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--address", required=True, help="the proxy's address")
+    parser.add_argument("--workflow-id", default=f"demo-{uuid.uuid4().hex[:8]}")
+    args = parser.parse_args()
+    client = await Client.connect(args.address)
+    order = {"customer": "Ada Lovelace", "card": "4111 1111 1111 1111", "amount": "42.00 EUR"}
+    async with Worker(client, task_queue="demo", workflows=[GreetingWorkflow], activities=[compose_greeting]):
+        result = await client.execute_workflow(
+            GreetingWorkflow.run, order, id=args.workflow_id, task_queue="demo"
+        )
+    print(json.dumps({"workflow_id": args.workflow_id, "input": order, "result": result}))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,80 @@
+//! The byte layout of Temporal's encryption samples: AES-256-GCM over the serialized payload.
+//!
+//! Wrapper metadata `encoding` = `binary/encrypted` and `encryption-key-id` = key id;
+//! data = 12-byte random nonce ‖ ciphertext ‖ 16-byte tag, no AAD; the plaintext is the
+//! original `Payload` exactly as serialized, so decryption gives back the same bytes.
+
+use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
+
+use super::keyring::DataKey;
+use crate::payload::WalkError;
+use crate::payload::view::{
+    ENCODING_KEY, ENCRYPTED_ENCODING, KEY_ID_KEY, PAYLOAD_DATA, PAYLOAD_EXTERNAL_PAYLOADS, write_metadata_entry,
+};
+use crate::payload::wire::{FieldReader, WIRE_LEN, write_tag, write_varint};
+
+pub const TAG_LEN: usize = 16;
+
+/// Writes the encrypted wrapper of `payload` (a serialized `Payload`) to `out`.
+///
+/// `external_payloads` stay visible on the wrapper too, because the server and SDKs
+/// read them to account for payloads stored outside the history.
+pub fn encrypt_payload(key: &DataKey, payload: &[u8], out: &mut Vec<u8>) -> Result<(), WalkError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| WalkError::Encryption)?;
+    encrypt_payload_with_nonce(key, nonce, payload, out)
+}
+
+/// [`encrypt_payload`] with a caller-chosen nonce, for known-answer tests. A nonce must
+/// never be used twice with one key.
+pub fn encrypt_payload_with_nonce(
+    key: &DataKey,
+    nonce: [u8; NONCE_LEN],
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), WalkError> {
+    write_metadata_entry(out, ENCODING_KEY, ENCRYPTED_ENCODING);
+    write_metadata_entry(out, KEY_ID_KEY, key.id().as_bytes());
+    write_tag(out, PAYLOAD_DATA, WIRE_LEN);
+    write_varint(out, (NONCE_LEN + payload.len() + TAG_LEN) as u64);
+    out.extend_from_slice(&nonce);
+    let plaintext_at = out.len();
+    out.extend_from_slice(payload);
+    let tag = key
+        .aead()
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::empty(),
+            &mut out[plaintext_at..],
+        )
+        .map_err(|_| WalkError::Encryption)?;
+    out.extend_from_slice(tag.as_ref());
+    let mut reader = FieldReader::new(payload);
+    while let Some(field) = reader.next_field()? {
+        if field.number == PAYLOAD_EXTERNAL_PAYLOADS {
+            out.extend_from_slice(&payload[field.start..reader.position()]);
+        }
+    }
+    Ok(())
+}
+
+/// Writes the original serialized payload sealed in `data` to `out`.
+pub fn decrypt_payload(key: &DataKey, data: &[u8], out: &mut Vec<u8>) -> Result<(), WalkError> {
+    let authentication = || WalkError::Authentication {
+        key_id: key.id().to_owned(),
+    };
+    if data.len() < NONCE_LEN + TAG_LEN {
+        return Err(authentication());
+    }
+    let (nonce, sealed) = data.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| authentication())?;
+    let start = out.len();
+    out.extend_from_slice(sealed);
+    let plaintext_len = key
+        .aead()
+        .open_in_place(nonce, Aad::empty(), &mut out[start..])
+        .map_err(|_| authentication())?
+        .len();
+    out.truncate(start + plaintext_len);
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Tests of the samples format against Temporal's vectors and an independent AES-GCM.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use prost::Message as _;
+use serde_json::Value;
+use temporalio_protos::temporal::api::common::v1::Payload;
+use zeroize::Zeroizing;
+
+use super::samples_format::{TAG_LEN, encrypt_payload_with_nonce};
+use super::*;
+use crate::payload::schema::PAYLOAD_TYPE;
+
+fn vectors() -> Value {
+    serde_json::from_str(include_str!("../../tests/fixtures/samples-codec-vectors.json")).unwrap()
+}
+
+fn payload_bytes(json: &Value) -> Vec<u8> {
+    serde_json::from_value::<Payload>(json.clone()).unwrap().encode_to_vec()
+}
+
+fn key_material(vectors: &Value) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(STANDARD.decode(vectors["key_base64"].as_str().unwrap()).unwrap())
+}
+
+fn codec_with(keys: &[(&str, &[u8])]) -> Codec {
+    let keyring = Keyring::new(keys.iter().map(|(id, k)| (id.to_string(), Zeroizing::new(k.to_vec())))).unwrap();
+    Codec::new(keyring, EncryptionPolicy::default())
+}
+
+fn sample_codec() -> Codec {
+    let vectors = vectors();
+    let key = key_material(&vectors);
+    codec_with(&[(vectors["key_id"].as_str().unwrap(), &key)])
+}
+
+#[test]
+fn decrypts_every_vector_made_by_the_sample_codec() {
+    let vectors = vectors();
+    let codec = sample_codec();
+    let cases = vectors["sample_codec_cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 5);
+    for case in cases {
+        let encrypted = payload_bytes(&case["encrypted"]);
+        let expected = STANDARD
+            .decode(case["plaintext_serialized_base64"].as_str().unwrap())
+            .unwrap();
+        let decrypted = codec.decode(PAYLOAD_TYPE, &encrypted).unwrap();
+        assert_eq!(decrypted, expected, "{}", case["name"]);
+        assert_eq!(
+            Payload::decode(decrypted.as_slice()).unwrap(),
+            serde_json::from_value::<Payload>(case["plaintext"].clone()).unwrap()
+        );
+    }
+    assert_eq!(codec.stats().payloads_decrypted.load(Ordering::Relaxed), 5);
+}
+
+#[test]
+fn known_answer_vectors_decrypt_and_encrypt_to_the_exact_bytes() {
+    let vectors = vectors();
+    let codec = sample_codec();
+    let kats = vectors["known_answer_vectors"].as_array().unwrap();
+    assert!(kats.len() >= 3);
+    for kat in kats {
+        let plaintext = hex::decode(kat["plaintext_serialized_hex"].as_str().unwrap()).unwrap();
+        let encrypted = payload_bytes(&kat["encrypted"]);
+        assert_eq!(codec.decode(PAYLOAD_TYPE, &encrypted).unwrap(), plaintext);
+
+        let nonce: [u8; 12] = hex::decode(kat["nonce_hex"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut ours = Vec::new();
+        encrypt_payload_with_nonce(codec.keyring().active(), nonce, &plaintext, &mut ours).unwrap();
+        let ours = Payload::decode(ours.as_slice()).unwrap();
+        let expected = Payload::decode(encrypted.as_slice()).unwrap();
+        assert_eq!(ours, expected, "{}", kat["name"]);
+        let expected_data = [
+            hex::decode(kat["nonce_hex"].as_str().unwrap()).unwrap(),
+            hex::decode(kat["ciphertext_hex"].as_str().unwrap()).unwrap(),
+            hex::decode(kat["tag_hex"].as_str().unwrap()).unwrap(),
+        ]
+        .concat();
+        assert_eq!(ours.data, expected_data);
+    }
+}
+
+#[test]
+fn what_we_encrypt_decrypts_with_an_independent_aes_gcm() {
+    let vectors = vectors();
+    let key = key_material(&vectors);
+    let codec = sample_codec();
+    for case in vectors["sample_codec_cases"].as_array().unwrap() {
+        let plaintext = payload_bytes(&case["plaintext"]);
+        let encrypted = Payload::decode(codec.encode(PAYLOAD_TYPE, &plaintext).unwrap().as_slice()).unwrap();
+        assert_eq!(encrypted.metadata["encoding"], b"binary/encrypted");
+        assert_eq!(encrypted.metadata["encryption-key-id"], b"test-key-id");
+        assert_eq!(encrypted.data.len(), 12 + plaintext.len() + TAG_LEN);
+        let cipher = Aes256Gcm::new_from_slice(&key).unwrap();
+        let (nonce, sealed) = encrypted.data.split_at(12);
+        let opened = cipher.decrypt(Nonce::from_slice(nonce), sealed).unwrap();
+        assert_eq!(opened, plaintext, "{}", case["name"]);
+    }
+}
+
+#[test]
+fn nonces_differ_between_encryptions() {
+    let codec = sample_codec();
+    let plaintext = payload_bytes(&vectors()["sample_codec_cases"][0]["plaintext"]);
+    let first = Payload::decode(codec.encode(PAYLOAD_TYPE, &plaintext).unwrap().as_slice()).unwrap();
+    let second = Payload::decode(codec.encode(PAYLOAD_TYPE, &plaintext).unwrap().as_slice()).unwrap();
+    assert_ne!(first.data[..12], second.data[..12]);
+}
+
+fn json_payload(text: &str) -> Vec<u8> {
+    Payload {
+        metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),
+        data: text.as_bytes().to_vec(),
+        external_payloads: vec![],
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn payloads_under_unknown_keys_pass_through_and_are_counted() {
+    let writer = codec_with(&[("other-team", &[7u8; 32])]);
+    let reader = codec_with(&[("ours", &[9u8; 32])]);
+    let foreign = writer.encode(PAYLOAD_TYPE, &json_payload("\"x\"")).unwrap();
+    assert_eq!(reader.decode(PAYLOAD_TYPE, &foreign).unwrap(), foreign);
+    assert_eq!(reader.stats().payloads_unknown_key.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn tampered_ciphertext_under_a_held_key_fails_naming_the_key() {
+    let codec = codec_with(&[("prod-2026", &[5u8; 32])]);
+    let mut encrypted =
+        Payload::decode(codec.encode(PAYLOAD_TYPE, &json_payload("\"x\"")).unwrap().as_slice()).unwrap();
+    let last = encrypted.data.len() - 1;
+    encrypted.data[last] ^= 1;
+    let error = codec.decode(PAYLOAD_TYPE, &encrypted.encode_to_vec()).unwrap_err();
+    assert!(
+        matches!(&error, WalkError::Authentication { key_id } if key_id == "prod-2026"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("prod-2026"));
+    encrypted.data.truncate(10);
+    assert!(matches!(
+        codec.decode(PAYLOAD_TYPE, &encrypted.encode_to_vec()),
+        Err(WalkError::Authentication { .. })
+    ));
+}
+
+#[test]
+fn rotation_keeps_old_payloads_readable_and_encrypts_with_the_first_key() {
+    let old = codec_with(&[("2025", &[1u8; 32])]);
+    let rotated = codec_with(&[("2026", &[2u8; 32]), ("2025", &[1u8; 32])]);
+    let plaintext = json_payload("\"history\"");
+    let under_old = old.encode(PAYLOAD_TYPE, &plaintext).unwrap();
+    assert_eq!(rotated.decode(PAYLOAD_TYPE, &under_old).unwrap(), plaintext);
+    let under_new = Payload::decode(rotated.encode(PAYLOAD_TYPE, &plaintext).unwrap().as_slice()).unwrap();
+    assert_eq!(under_new.metadata["encryption-key-id"], b"2026");
+}
+
+#[test]
+fn never_encrypts_twice_and_leaves_empty_metadata_alone() {
+    let codec = sample_codec();
+    let once = codec.encode(PAYLOAD_TYPE, &json_payload("\"x\"")).unwrap();
+    assert_eq!(codec.encode(PAYLOAD_TYPE, &once).unwrap(), once);
+    let bare = Payload {
+        data: b"server-made".to_vec(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    assert_eq!(codec.encode(PAYLOAD_TYPE, &bare).unwrap(), bare);
+    let plain = json_payload("\"plain\"");
+    assert_eq!(codec.decode(PAYLOAD_TYPE, &plain).unwrap(), plain);
+}
+
+#[test]
+fn external_payload_references_stay_visible_on_the_wrapper() {
+    let codec = sample_codec();
+    let mut payload = Payload::decode(json_payload("\"x\"").as_slice()).unwrap();
+    payload.external_payloads.push(Default::default());
+    let original = payload.encode_to_vec();
+    let wrapper = Payload::decode(codec.encode(PAYLOAD_TYPE, &original).unwrap().as_slice()).unwrap();
+    assert_eq!(wrapper.external_payloads.len(), 1);
+    assert_eq!(codec.decode(PAYLOAD_TYPE, &wrapper.encode_to_vec()).unwrap(), original);
+}

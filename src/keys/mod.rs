@@ -1,0 +1,152 @@
+//! Key sources: turns `ID=SOURCE` specifications into a keyring.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use zeroize::Zeroizing;
+
+use crate::codec::keyring::KEY_BYTES;
+use crate::codec::{Keyring, KeyringError};
+
+/// Where one key's 32 bytes come from. Never printed: it may hold the key itself.
+pub enum KeySource {
+    Base64(Zeroizing<String>),
+    Hex(Zeroizing<String>),
+    File(PathBuf),
+    Env(String),
+}
+
+/// One `--key ID=SOURCE` argument.
+pub struct KeySpec {
+    pub id: String,
+    pub source: KeySource,
+}
+
+/// Errors name the key id and the problem, never the key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeySourceError {
+    #[error("key specification must be ID=SOURCE with SOURCE one of base64:…, hex:…, file:PATH, env:VAR")]
+    Syntax,
+    #[error("key {id:?}: unknown source kind {kind:?}; use base64:…, hex:…, file:PATH or env:VAR")]
+    UnknownKind { id: String, kind: String },
+    #[error("key {id:?}: {what} is not valid {encoding}")]
+    Encoding {
+        id: String,
+        what: String,
+        encoding: &'static str,
+    },
+    #[error("key {id:?}: cannot read {path}: {error}")]
+    File {
+        id: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("key {id:?}: environment variable {var} is not set")]
+    MissingEnv { id: String, var: String },
+    #[error("the system random number generator failed")]
+    Random,
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+}
+
+impl KeySpec {
+    pub fn parse(spec: &str) -> Result<Self, KeySourceError> {
+        let (id, source) = spec.split_once('=').ok_or(KeySourceError::Syntax)?;
+        let (kind, value) = source.split_once(':').ok_or(KeySourceError::Syntax)?;
+        let source = match kind {
+            "base64" => KeySource::Base64(Zeroizing::new(value.to_owned())),
+            "hex" => KeySource::Hex(Zeroizing::new(value.to_owned())),
+            "file" => KeySource::File(PathBuf::from(value)),
+            "env" => KeySource::Env(value.to_owned()),
+            other => {
+                return Err(KeySourceError::UnknownKind {
+                    id: id.to_owned(),
+                    kind: other.to_owned(),
+                });
+            }
+        };
+        Ok(Self {
+            id: id.to_owned(),
+            source,
+        })
+    }
+
+    /// Reads the key's bytes from its source.
+    pub fn load(&self) -> Result<Zeroizing<Vec<u8>>, KeySourceError> {
+        let id = &self.id;
+        match &self.source {
+            KeySource::Base64(text) => decode_base64(id, "the base64 value", text),
+            KeySource::Hex(text) => decode_hex(id, "the hex value", text),
+            KeySource::Env(var) => {
+                let text = Zeroizing::new(std::env::var(var).map_err(|_| KeySourceError::MissingEnv {
+                    id: id.clone(),
+                    var: var.clone(),
+                })?);
+                decode_text(id, &format!("environment variable {var}"), &text)
+            }
+            KeySource::File(path) => {
+                let bytes = Zeroizing::new(std::fs::read(path).map_err(|error| KeySourceError::File {
+                    id: id.clone(),
+                    path: path.clone(),
+                    error,
+                })?);
+                // A file holds either the raw 32 bytes or their text form.
+                if bytes.len() == KEY_BYTES {
+                    return Ok(Zeroizing::new(bytes.to_vec()));
+                }
+                let text = Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
+                decode_text(id, &format!("file {}", path.display()), &text)
+            }
+        }
+    }
+}
+
+/// Text key material: `base64:…`, `hex:…`, or bare base64.
+fn decode_text(id: &str, what: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, KeySourceError> {
+    let text = text.trim();
+    match text.split_once(':') {
+        Some(("hex", value)) => decode_hex(id, what, value),
+        Some(("base64", value)) => decode_base64(id, what, value),
+        _ => decode_base64(id, what, text),
+    }
+}
+
+fn decode_base64(id: &str, what: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, KeySourceError> {
+    STANDARD
+        .decode(text.trim())
+        .map(Zeroizing::new)
+        .map_err(|_| KeySourceError::Encoding {
+            id: id.to_owned(),
+            what: what.to_owned(),
+            encoding: "base64",
+        })
+}
+
+fn decode_hex(id: &str, what: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, KeySourceError> {
+    hex::decode(text.trim())
+        .map(Zeroizing::new)
+        .map_err(|_| KeySourceError::Encoding {
+            id: id.to_owned(),
+            what: what.to_owned(),
+            encoding: "hex",
+        })
+}
+
+/// Builds the keyring from `--key` arguments; the first one is the active key.
+pub fn load_keyring(specs: &[String]) -> Result<Keyring, KeySourceError> {
+    let mut keys = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let spec = KeySpec::parse(spec)?;
+        let material = spec.load()?;
+        keys.push((spec.id, material));
+    }
+    Ok(Keyring::new(keys)?)
+}
+
+/// A new random key as a SOURCE string (`base64:…`).
+pub fn generate_key_source() -> Result<Zeroizing<String>, KeySourceError> {
+    let mut material = Zeroizing::new([0u8; KEY_BYTES]);
+    aws_lc_rs::rand::fill(&mut material[..]).map_err(|_| KeySourceError::Random)?;
+    Ok(Zeroizing::new(format!("base64:{}", STANDARD.encode(&material[..]))))
+}

@@ -1,0 +1,8 @@
+//! temporal-codec-proxy: a gRPC proxy that encrypts every Temporal payload on its way to
+//! the server and decrypts it on its way back.
+
+pub mod codec;
+pub mod config;
+pub mod keys;
+pub mod payload;
+pub mod proxy;

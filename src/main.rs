@@ -1,0 +1,98 @@
+//! The `temporal-codec-proxy` command: `serve` runs the proxy, `keygen` makes a key.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser as _;
+use temporal_codec_proxy::codec::Codec;
+use temporal_codec_proxy::config::{Cli, Command, ServeArgs};
+use temporal_codec_proxy::{keys, proxy};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Keygen => match keys::generate_key_source() {
+            Ok(source) => {
+                println!("{}", source.as_str());
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error),
+        },
+        Command::Serve(args) => {
+            init_logging(&args.log);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => return fail(&error),
+            };
+            match runtime.block_on(serve(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&*error),
+            }
+        }
+    }
+}
+
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("temporal-codec-proxy: {error}");
+    ExitCode::FAILURE
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
+        eprintln!("temporal-codec-proxy: ignoring log filter {filter:?}: {error}");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let upstream_name = args.upstream()?;
+    let keyring = keys::load_keyring(&args.keys)?;
+    let active_key = keyring.active().id().to_owned();
+    let key_count = keyring.ids().count();
+    let codec = Arc::new(Codec::new(keyring, args.policy()));
+    let channel = proxy::upstream::connect_lazy(&upstream_name)?;
+    let forwarder = Arc::new(proxy::Forwarder::new(
+        codec,
+        channel,
+        upstream_name.clone(),
+        args.max_message_bytes,
+    ));
+    let listener = proxy::start(args.listen, forwarder)
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr(),
+        upstream = %upstream_name,
+        active_key = %active_key,
+        keys = key_count,
+        "proxying gRPC calls"
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections, finishing calls in flight");
+    listener.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,406 @@
+//! Walker tests over the whole schema table and against malformed input.
+
+use prost::Message as _;
+use temporalio_protos::temporal::api::common::v1::{Header, Memo, Payload, Payloads, SearchAttributes};
+use temporalio_protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
+use zeroize::Zeroizing;
+
+use super::schema::{self, MESSAGES, MessageIndex, MessageKind};
+use super::wire::{WIRE_LEN, WIRE_VARINT, write_len_field, write_tag, write_varint};
+use super::*;
+use crate::codec::{Codec, EncryptionPolicy, Keyring};
+
+const MARKER: &[u8] = b"plaintext-marker";
+/// Nesting depth of synthesized messages; deep enough to reach every payload path once.
+const SYNTH_DEPTH: usize = 7;
+const UNKNOWN_VARINT_FIELD: u32 = 19_999;
+const UNKNOWN_LEN_FIELD: u32 = 20_000;
+
+fn codec(policy: EncryptionPolicy) -> Codec {
+    let keyring = Keyring::new([("test".to_owned(), Zeroizing::new(vec![3u8; 32]))]).unwrap();
+    Codec::new(keyring, policy)
+}
+
+fn encrypt_everything() -> EncryptionPolicy {
+    EncryptionPolicy {
+        headers: true,
+        user_metadata: true,
+        operator_data: true,
+    }
+}
+
+/// Builds a message of `message_type` with every payload path populated (each type at
+/// most once along a path), plus unknown fields the walker must carry through.
+fn synthesize(message_type: MessageIndex, path: &mut Vec<MessageIndex>, counter: &mut usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let schema = schema::message(message_type);
+    match schema.kind {
+        MessageKind::Payload => {
+            *counter += 1;
+            let payload = Payload {
+                metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),
+                data: format!("\"{}-{counter}\"", String::from_utf8_lossy(MARKER)).into_bytes(),
+                external_payloads: vec![],
+            };
+            out = payload.encode_to_vec();
+        }
+        MessageKind::Any => {
+            let payloads = synthesize(schema::PAYLOADS_TYPE, path, counter);
+            write_len_field(&mut out, 1, b"type.googleapis.com/temporal.api.common.v1.Payloads");
+            write_len_field(&mut out, 2, &payloads);
+        }
+        MessageKind::HistoryBlob { history } => {
+            write_tag(&mut out, 1, WIRE_VARINT);
+            write_varint(&mut out, 1);
+            let history = synthesize(history, path, counter);
+            write_len_field(&mut out, 2, &history);
+        }
+        MessageKind::Fields | MessageKind::NexusCommand { .. } => {
+            path.push(message_type);
+            for rule in schema.fields {
+                if path.len() > SYNTH_DEPTH || (path.contains(&rule.target) && rule.target != schema::PAYLOAD_TYPE) {
+                    continue;
+                }
+                let child = synthesize(rule.target, path, counter);
+                write_len_field(&mut out, rule.number, &child);
+            }
+            path.pop();
+        }
+    }
+    write_tag(&mut out, UNKNOWN_VARINT_FIELD, WIRE_VARINT);
+    write_varint(&mut out, 42);
+    write_len_field(&mut out, UNKNOWN_LEN_FIELD, b"from a newer server");
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+#[test]
+fn every_message_type_round_trips_with_no_plaintext_left() {
+    let codec = codec(encrypt_everything());
+    let mut checked = 0;
+    for (index, schema) in MESSAGES.iter().enumerate() {
+        let index = index as MessageIndex;
+        let mut counter = 0;
+        let original = synthesize(index, &mut Vec::new(), &mut counter);
+        assert!(counter > 0, "{} has no payload path", schema.name);
+        let encrypted = codec
+            .encode(index, &original)
+            .unwrap_or_else(|e| panic!("{}: {e}", schema.name));
+        assert!(
+            !contains(&encrypted, MARKER),
+            "{}: plaintext left after encoding",
+            schema.name
+        );
+        if schema.kind != MessageKind::Payload {
+            assert!(
+                contains(&encrypted, b"from a newer server"),
+                "{}: unknown field lost",
+                schema.name
+            );
+        }
+        let decrypted = codec
+            .decode(index, &encrypted)
+            .unwrap_or_else(|e| panic!("{}: {e}", schema.name));
+        assert_eq!(decrypted, original, "{}: round trip changed bytes", schema.name);
+        checked += 1;
+    }
+    assert!(checked > 250, "only {checked} message types in the table");
+}
+
+#[test]
+fn default_policy_leaves_operator_data_plaintext_and_encrypts_headers() {
+    let codec = codec(EncryptionPolicy::default());
+    for name in [
+        "temporal.api.nexus.v1.EndpointSpec",
+        "temporal.api.deployment.v1.VersionMetadata",
+    ] {
+        let index = schema::message_by_name(name).unwrap();
+        let original = synthesize(index, &mut Vec::new(), &mut 0);
+        assert_eq!(codec.encode(index, &original).unwrap(), original, "{name}");
+    }
+    let header = schema::message_by_name("temporal.api.common.v1.Header").unwrap();
+    let original = synthesize(header, &mut Vec::new(), &mut 0);
+    assert!(!contains(&codec.encode(header, &original).unwrap(), MARKER));
+}
+
+fn json(text: &str) -> Payload {
+    Payload {
+        metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),
+        data: text.as_bytes().to_vec(),
+        external_payloads: vec![],
+    }
+}
+
+fn start_request() -> StartWorkflowExecutionRequest {
+    StartWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_id: "wf".into(),
+        input: Some(Payloads {
+            payloads: vec![json("\"secret-input\"")],
+        }),
+        memo: Some(Memo {
+            fields: [("note".to_owned(), json("\"secret-memo\""))].into(),
+        }),
+        header: Some(Header {
+            fields: [("trace".to_owned(), json("\"secret-header\""))].into(),
+        }),
+        search_attributes: Some(SearchAttributes {
+            indexed_fields: [("CustomerId".to_owned(), json("\"customer-7\""))].into(),
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn start_request_encrypts_user_data_and_keeps_search_attributes_plaintext() {
+    let codec = codec(EncryptionPolicy::default());
+    let request_type = schema::method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
+        .unwrap()
+        .request
+        .unwrap();
+    let original = start_request();
+    let encrypted = codec.encode(request_type, &original.encode_to_vec()).unwrap();
+    let seen = StartWorkflowExecutionRequest::decode(encrypted.as_slice()).unwrap();
+    let encrypted_payloads = [
+        &seen.input.as_ref().unwrap().payloads[0],
+        &seen.memo.as_ref().unwrap().fields["note"],
+        &seen.header.as_ref().unwrap().fields["trace"],
+    ];
+    for payload in encrypted_payloads {
+        assert_eq!(payload.metadata["encoding"], b"binary/encrypted");
+        assert_eq!(payload.metadata["encryption-key-id"], b"test");
+    }
+    assert_eq!(seen.search_attributes, original.search_attributes);
+    assert_eq!(seen.workflow_id, "wf");
+    assert!(!contains(&encrypted, b"secret-"));
+    let decrypted = codec.decode(request_type, &encrypted).unwrap();
+    assert_eq!(
+        StartWorkflowExecutionRequest::decode(decrypted.as_slice()).unwrap(),
+        original
+    );
+}
+
+#[test]
+fn headers_stay_plaintext_when_switched_off() {
+    let codec = codec(EncryptionPolicy {
+        headers: false,
+        ..EncryptionPolicy::default()
+    });
+    let request_type = schema::method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
+        .unwrap()
+        .request
+        .unwrap();
+    let original = start_request();
+    let seen = StartWorkflowExecutionRequest::decode(
+        codec
+            .encode(request_type, &original.encode_to_vec())
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
+    assert_eq!(seen.header, original.header);
+    assert_eq!(
+        seen.input.unwrap().payloads[0].metadata["encoding"],
+        b"binary/encrypted"
+    );
+}
+
+#[test]
+fn user_metadata_summary_over_the_server_limit_fails_instead_of_going_plaintext() {
+    use temporalio_protos::temporal::api::sdk::v1::UserMetadata;
+    let codec = codec(EncryptionPolicy::default());
+    let index = schema::message_by_name("temporal.api.sdk.v1.UserMetadata").unwrap();
+    let fits = UserMetadata {
+        summary: Some(json(&"s".repeat(200))),
+        details: None,
+    };
+    assert!(codec.encode(index, &fits.encode_to_vec()).is_ok());
+    let near_limit = UserMetadata {
+        summary: Some(json(&"s".repeat(370))),
+        details: None,
+    };
+    let error = codec.encode(index, &near_limit.encode_to_vec()).unwrap_err();
+    assert!(
+        matches!(error, WalkError::UserMetadataTooLarge { limit: 400, .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn system_nexus_envelope_stays_readable() {
+    use temporalio_protos::temporal::api::command::v1::ScheduleNexusOperationCommandAttributes;
+    let codec = codec(EncryptionPolicy::default());
+    let index = schema::message_by_name("temporal.api.command.v1.ScheduleNexusOperationCommandAttributes").unwrap();
+    let inner = Payloads {
+        payloads: vec![json("\"secret-inner\"")],
+    };
+    let mut envelope = json("");
+    envelope.metadata = [
+        ("encoding".to_owned(), b"binary/protobuf".to_vec()),
+        ("messageType".to_owned(), b"temporal.api.common.v1.Payloads".to_vec()),
+    ]
+    .into();
+    envelope.data = inner.encode_to_vec();
+    // The endpoint comes after the input on the wire, which the walker must still honour.
+    let mut message = Vec::new();
+    write_len_field(&mut message, 4, &envelope.encode_to_vec());
+    write_len_field(&mut message, 1, b"__temporal_system");
+    let encrypted = codec.encode(index, &message).unwrap();
+    let seen = ScheduleNexusOperationCommandAttributes::decode(encrypted.as_slice()).unwrap();
+    let input = seen.input.unwrap();
+    assert_eq!(input.metadata["encoding"], b"binary/protobuf");
+    let inner_seen = Payloads::decode(input.data.as_slice()).unwrap();
+    assert_eq!(inner_seen.payloads[0].metadata["encoding"], b"binary/encrypted");
+
+    let user = ScheduleNexusOperationCommandAttributes {
+        endpoint: "orders".into(),
+        input: Some(json("\"secret-user\"")),
+        ..Default::default()
+    };
+    let seen =
+        ScheduleNexusOperationCommandAttributes::decode(codec.encode(index, &user.encode_to_vec()).unwrap().as_slice())
+            .unwrap();
+    assert_eq!(seen.input.unwrap().metadata["encoding"], b"binary/encrypted");
+}
+
+#[test]
+fn payloads_inside_any_are_rewritten_and_unknown_any_types_are_copied() {
+    let codec = codec(EncryptionPolicy::default());
+    let any = schema::message_by_name("google.protobuf.Any").unwrap();
+    let payloads = Payloads {
+        payloads: vec![json("\"secret-any\"")],
+    };
+    let mut known = Vec::new();
+    // The value may come before the type URL.
+    write_len_field(&mut known, 2, &payloads.encode_to_vec());
+    write_len_field(&mut known, 1, b"type.googleapis.com/temporal.api.common.v1.Payloads");
+    assert!(!contains(&codec.encode(any, &known).unwrap(), b"secret-any"));
+    let mut unknown = Vec::new();
+    write_len_field(&mut unknown, 1, b"type.googleapis.com/example.Unknown");
+    write_len_field(&mut unknown, 2, &payloads.encode_to_vec());
+    assert_eq!(codec.encode(any, &unknown).unwrap(), unknown);
+}
+
+#[test]
+fn malformed_messages_are_errors_not_panics() {
+    let codec = codec(EncryptionPolicy::default());
+    let request_type = schema::method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
+        .unwrap()
+        .request
+        .unwrap();
+    let valid = start_request().encode_to_vec();
+    for cut in 1..valid.len() {
+        // Every prefix either parses (cut at a field boundary) or is a clean error.
+        let _ = codec.encode(request_type, &valid[..cut]);
+    }
+    let cases: &[&[u8]] = &[
+        &[0x80],                   // truncated varint
+        &[0x00, 0x01],             // field number 0
+        &[0x0f],                   // wire type 7
+        &[0x0c],                   // end group without start
+        &[0x0b, 0x08, 0x01],       // unterminated group
+        &[0x22, 0x05, 0x01],       // length past the end
+        &[0x2a, 0x02, 0x0a, 0x07], // nested length past the end (in input, field 5)
+        &[0x28, 0x01],             // input (field 5) as a varint
+        &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+    ];
+    for case in cases {
+        assert!(
+            matches!(codec.encode(request_type, case), Err(WalkError::Malformed(_))),
+            "{case:02x?}"
+        );
+    }
+}
+
+#[test]
+fn recursion_is_bounded() {
+    let codec = codec(EncryptionPolicy::default());
+    let failure = schema::message_by_name("temporal.api.failure.v1.Failure").unwrap();
+    let cause_field = schema::message(failure)
+        .fields
+        .iter()
+        .find(|rule| rule.target == failure)
+        .unwrap()
+        .number;
+    let mut message = Vec::new();
+    for _ in 0..200 {
+        let mut outer = Vec::new();
+        write_len_field(&mut outer, cause_field, &message);
+        message = outer;
+    }
+    assert!(matches!(codec.encode(failure, &message), Err(WalkError::TooDeep)));
+}
+
+#[test]
+fn unknown_groups_and_repeated_singular_fields_survive() {
+    let codec = codec(EncryptionPolicy::default());
+    let request_type = schema::method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
+        .unwrap()
+        .request
+        .unwrap();
+    let input = Payloads {
+        payloads: vec![json("\"secret-a\"")],
+    }
+    .encode_to_vec();
+    let mut message = Vec::new();
+    write_len_field(&mut message, 5, &input);
+    // An unknown group (field 30) holding a nested group and a varint.
+    message.extend_from_slice(&[0xf3, 0x01, 0x08, 0x01, 0xfb, 0x01, 0xfc, 0x01, 0xf4, 0x01]);
+    write_len_field(&mut message, 5, &input);
+    write_tag(&mut message, 3, WIRE_LEN);
+    write_varint(&mut message, 0);
+    let encrypted = codec.encode(request_type, &message).unwrap();
+    assert!(!contains(&encrypted, b"secret-a"));
+    assert!(contains(
+        &encrypted,
+        &[0xf3, 0x01, 0x08, 0x01, 0xfb, 0x01, 0xfc, 0x01, 0xf4, 0x01]
+    ));
+    assert!(encrypted.ends_with(&[0x1a, 0x00]), "present-but-empty field kept");
+    assert_eq!(codec.decode(request_type, &encrypted).unwrap(), message);
+}
+
+#[test]
+fn every_rpc_has_an_entry_and_the_payload_rpcs_are_found() {
+    assert!(schema::METHODS.len() > 200);
+    let with_payloads = schema::METHODS
+        .iter()
+        .filter(|m| m.path.starts_with("/temporal.api.workflowservice.v1.WorkflowService/"))
+        .filter(|m| m.request.is_some() || m.response.is_some())
+        .count();
+    assert!(with_payloads >= 54, "{with_payloads}");
+    for rpc in [
+        "StartWorkflowExecution",
+        "SignalWorkflowExecution",
+        "SignalWithStartWorkflowExecution",
+        "QueryWorkflow",
+        "UpdateWorkflowExecution",
+        "PollWorkflowExecutionUpdate",
+        "ExecuteMultiOperation",
+        "PollWorkflowTaskQueue",
+        "RespondWorkflowTaskCompleted",
+        "RespondQueryTaskCompleted",
+        "PollActivityTaskQueue",
+        "RecordActivityTaskHeartbeat",
+        "RespondActivityTaskCompleted",
+        "RespondActivityTaskFailed",
+        "GetWorkflowExecutionHistory",
+        "GetWorkflowExecutionHistoryReverse",
+        "DescribeWorkflowExecution",
+        "ListWorkflowExecutions",
+        "CreateSchedule",
+        "DescribeSchedule",
+    ] {
+        let method = schema::method(&format!("/temporal.api.workflowservice.v1.WorkflowService/{rpc}")).unwrap();
+        assert!(method.request.is_some() || method.response.is_some(), "{rpc}");
+    }
+    let poll = schema::method("/temporal.api.workflowservice.v1.WorkflowService/PollWorkflowTaskQueue").unwrap();
+    assert!(poll.response.is_some());
+    let health = schema::method("/grpc.health.v1.Health/Watch").unwrap();
+    assert!(health.server_streaming && health.request.is_none() && health.response.is_none());
+    let heartbeat =
+        schema::method("/temporal.api.workflowservice.v1.WorkflowService/RecordActivityTaskHeartbeatById").unwrap();
+    assert_eq!(heartbeat.namespace_field, Some(1));
+}

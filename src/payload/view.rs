@@ -1,0 +1,86 @@
+//! Reads the metadata and data of one serialized `Payload` without copying.
+
+use super::WalkError;
+use super::wire::{FieldReader, WIRE_LEN};
+
+pub const PAYLOAD_METADATA: u32 = 1;
+pub const PAYLOAD_DATA: u32 = 2;
+pub const PAYLOAD_EXTERNAL_PAYLOADS: u32 = 3;
+
+const MAP_KEY: u32 = 1;
+const MAP_VALUE: u32 = 2;
+
+pub const ENCODING_KEY: &[u8] = b"encoding";
+pub const KEY_ID_KEY: &[u8] = b"encryption-key-id";
+pub const ENCRYPTED_ENCODING: &[u8] = b"binary/encrypted";
+const SYSTEM_PAYLOAD_KEY: &[u8] = b"__temporal_system_payload";
+const MESSAGE_TYPE_KEY: &[u8] = b"messageType";
+
+/// The parts of a payload the codec and the walker decide on.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PayloadView<'a> {
+    pub metadata_entries: usize,
+    pub encoding: Option<&'a [u8]>,
+    pub key_id: Option<&'a [u8]>,
+    pub system: bool,
+    pub message_type: Option<&'a [u8]>,
+    pub data: &'a [u8],
+}
+
+impl<'a> PayloadView<'a> {
+    pub fn parse(payload: &'a [u8]) -> Result<Self, WalkError> {
+        let mut view = PayloadView::default();
+        let mut reader = FieldReader::new(payload);
+        while let Some(field) = reader.next_field()? {
+            match (field.number, field.wire_type) {
+                (PAYLOAD_METADATA, WIRE_LEN) => {
+                    view.metadata_entries += 1;
+                    let (key, value) = map_entry(field.content)?;
+                    match key {
+                        ENCODING_KEY => view.encoding = Some(value),
+                        KEY_ID_KEY => view.key_id = Some(value),
+                        SYSTEM_PAYLOAD_KEY => view.system = value == b"true",
+                        MESSAGE_TYPE_KEY => view.message_type = Some(value),
+                        _ => {}
+                    }
+                }
+                (PAYLOAD_DATA, WIRE_LEN) => view.data = field.content,
+                (PAYLOAD_METADATA | PAYLOAD_DATA, _) => {
+                    return Err(WalkError::malformed("payload field has the wrong wire type"));
+                }
+                _ => {}
+            }
+        }
+        Ok(view)
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        self.encoding == Some(ENCRYPTED_ENCODING)
+    }
+}
+
+/// Splits a `map<string, bytes>` entry into key and value (absent parts are empty).
+fn map_entry(entry: &[u8]) -> Result<(&[u8], &[u8]), WalkError> {
+    let mut key: &[u8] = &[];
+    let mut value: &[u8] = &[];
+    let mut reader = FieldReader::new(entry);
+    while let Some(field) = reader.next_field()? {
+        match (field.number, field.wire_type) {
+            (MAP_KEY, WIRE_LEN) => key = field.content,
+            (MAP_VALUE, WIRE_LEN) => value = field.content,
+            (MAP_KEY | MAP_VALUE, _) => return Err(WalkError::malformed("metadata entry has the wrong wire type")),
+            _ => {}
+        }
+    }
+    Ok((key, value))
+}
+
+/// Writes one `map<string, bytes>` metadata entry as field 1 of a payload.
+pub fn write_metadata_entry(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    use super::wire::{varint_len, write_len_field, write_tag, write_varint};
+    let entry_len = 1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(value.len() as u64) + value.len();
+    write_tag(out, PAYLOAD_METADATA, WIRE_LEN);
+    write_varint(out, entry_len as u64);
+    write_len_field(out, MAP_KEY, key);
+    write_len_field(out, MAP_VALUE, value);
+}

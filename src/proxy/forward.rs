@@ -1,0 +1,387 @@
+//! Forwards one gRPC call upstream, encrypting request payloads and decrypting response payloads.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use http::{HeaderMap, HeaderValue};
+use http_body::Frame;
+use http_body_util::{BodyExt as _, Limited, StreamBody};
+use tokio::sync::mpsc;
+use tonic::body::Body;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tower::ServiceExt as _;
+
+use super::grpc_frame::{
+    FrameError, GRPC_ACCEPT_ENCODING, GRPC_ENCODING, MessageEncoding, SUPPORTED_ENCODINGS, decode_messages, decode_one,
+    encode_frame,
+};
+use super::headers::{grpc_timeout, remove_hop_by_hop};
+use crate::codec::Codec;
+use crate::payload::WalkError;
+use crate::payload::schema::{self, MessageIndex, MethodSchema};
+
+/// Messages at least this large are rewritten on the blocking pool, so one big history
+/// does not hold up the other calls sharing a reactor thread.
+const BLOCKING_THRESHOLD: usize = 256 * 1024;
+const STATUS_DETAILS: &str = "grpc-status-details-bin";
+/// Room for the 5-byte prefix on top of the message limit.
+const FRAME_PREFIX: usize = 5;
+/// gRPC peers may send `-bin` values with or without padding.
+const BASE64_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+pub type ProxyResponse = http::Response<Body>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Client to server: encrypt.
+    Request,
+    /// Server to client: decrypt.
+    Response,
+}
+
+/// Forwards calls to one upstream through one codec.
+pub struct Forwarder {
+    codec: Arc<Codec>,
+    upstream: Channel,
+    upstream_name: String,
+    max_message_bytes: usize,
+    status_type: MessageIndex,
+}
+
+impl Forwarder {
+    pub fn new(codec: Arc<Codec>, upstream: Channel, upstream_name: String, max_message_bytes: usize) -> Self {
+        Self {
+            codec,
+            upstream,
+            upstream_name,
+            max_message_bytes,
+            status_type: schema::message_by_name("google.rpc.Status")
+                .expect("google.rpc.Status carries Any details, so it is in the schema table"),
+        }
+    }
+
+    /// Handles one call; every failure becomes a gRPC status for the caller.
+    pub async fn handle<B>(self: Arc<Self>, request: http::Request<B>) -> ProxyResponse
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let method = schema::method(request.uri().path());
+        let path = request.uri().path().to_owned();
+        let result = match grpc_timeout(request.headers()) {
+            Some(deadline) => tokio::time::timeout(deadline, self.forward(request, method))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Status::deadline_exceeded(
+                        "deadline exceeded while the call was in the proxy",
+                    ))
+                }),
+            None => self.forward(request, method).await,
+        };
+        result.unwrap_or_else(|status| {
+            tracing::debug!(method = %path, code = ?status.code(), message = status.message(), "call failed in the proxy");
+            status.into_http()
+        })
+    }
+
+    async fn forward<B>(
+        self: &Arc<Self>,
+        request: http::Request<B>,
+        method: Option<&'static MethodSchema>,
+    ) -> Result<ProxyResponse, Status>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (mut parts, body) = request.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        let request_type = method.and_then(|m| m.request);
+        let response_type = method.and_then(|m| m.response);
+        let upstream_body = match request_type {
+            None => Body::new(body),
+            Some(message_type) => {
+                let encoding = MessageEncoding::from_headers(&parts.headers)?;
+                parts.headers.remove(GRPC_ENCODING);
+                parts.headers.remove(http::header::CONTENT_LENGTH);
+                if method.is_some_and(|m| m.client_streaming) {
+                    self.rewrite_stream(body, encoding, message_type, Direction::Request)
+                } else {
+                    let message = self.read_unary_request(body, encoding).await?;
+                    let encrypted = self.run_codec(Direction::Request, message_type, message).await?;
+                    single_message_body(encode_frame(&encrypted), None)
+                }
+            }
+        };
+        if response_type.is_some() {
+            parts
+                .headers
+                .insert(GRPC_ACCEPT_ENCODING, HeaderValue::from_static(SUPPORTED_ENCODINGS));
+        }
+        let response = self
+            .upstream
+            .clone()
+            .oneshot(http::Request::from_parts(parts, upstream_body))
+            .await
+            .map_err(|error| self.upstream_error(&error))?;
+        match response_type {
+            None => Ok(response),
+            Some(message_type) => self.rewrite_response(response, message_type, method).await,
+        }
+    }
+
+    async fn read_unary_request<B>(&self, body: B, encoding: MessageEncoding) -> Result<Vec<u8>, Status>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let body = Limited::new(body, self.max_message_bytes + FRAME_PREFIX)
+            .collect()
+            .await
+            .map_err(|error| {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    self.too_large(Direction::Request)
+                } else {
+                    Status::cancelled(format!("request body ended early: {error}"))
+                }
+            })?
+            .to_bytes();
+        let mut messages = decode_messages(&body, encoding, self.max_message_bytes)
+            .map_err(|error| self.frame_error(Direction::Request, error))?;
+        match messages.len() {
+            1 => Ok(messages.pop().expect("one message")),
+            count => Err(Status::invalid_argument(format!(
+                "a unary call carries exactly one request message, this one carried {count}"
+            ))),
+        }
+    }
+
+    async fn rewrite_response(
+        self: &Arc<Self>,
+        response: ProxyResponse,
+        message_type: MessageIndex,
+        method: Option<&'static MethodSchema>,
+    ) -> Result<ProxyResponse, Status> {
+        let (mut parts, body) = response.into_parts();
+        if parts.headers.contains_key("grpc-status") {
+            // A trailers-only answer: the status, and its details, are in the headers.
+            self.decode_status_details(&mut parts.headers);
+            return Ok(http::Response::from_parts(parts, body));
+        }
+        let encoding = MessageEncoding::from_headers(&parts.headers)
+            .map_err(|status| Status::internal(format!("upstream response: {}", status.message())))?;
+        parts.headers.remove(GRPC_ENCODING);
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        if method.is_some_and(|m| m.server_streaming) {
+            let body = self.rewrite_stream(body, encoding, message_type, Direction::Response);
+            return Ok(http::Response::from_parts(parts, body));
+        }
+        let collected = Limited::new(body, self.max_message_bytes + FRAME_PREFIX)
+            .collect()
+            .await
+            .map_err(|error| match error.downcast::<Status>() {
+                Ok(status) => *status,
+                Err(error) if error.is::<http_body_util::LengthLimitError>() => self.too_large(Direction::Response),
+                Err(error) => Status::unavailable(format!("upstream response ended early: {error}")),
+            })?;
+        let mut trailers = collected.trailers().cloned();
+        let bytes = collected.to_bytes();
+        let messages = decode_messages(&bytes, encoding, self.max_message_bytes)
+            .map_err(|error| self.frame_error(Direction::Response, error))?;
+        let mut out = BytesMut::new();
+        for message in messages {
+            let decrypted = self.run_codec(Direction::Response, message_type, message).await?;
+            out.extend_from_slice(&encode_frame(&decrypted));
+        }
+        if let Some(trailers) = trailers.as_mut() {
+            self.decode_status_details(trailers);
+        }
+        Ok(http::Response::from_parts(
+            parts,
+            single_message_body(out.freeze(), trailers),
+        ))
+    }
+
+    /// Rewrites a streaming body message by message as the messages arrive.
+    fn rewrite_stream<B>(
+        self: &Arc<Self>,
+        body: B,
+        encoding: MessageEncoding,
+        message_type: MessageIndex,
+        direction: Direction,
+    ) -> Body
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (sender, receiver) = mpsc::channel::<Result<Frame<Bytes>, Status>>(4);
+        let forwarder = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut body = body.map_err(Into::<BoxError>::into);
+            let mut buffer = BytesMut::new();
+            loop {
+                let frame = tokio::select! {
+                    _ = sender.closed() => return,
+                    frame = body.frame() => frame,
+                };
+                let outcome = match frame {
+                    None if buffer.is_empty() => return,
+                    None => Err(forwarder.frame_error(
+                        direction,
+                        FrameError::Malformed("stream ended inside a message frame".into()),
+                    )),
+                    Some(Err(error)) => Err(Status::from_error(error)),
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => {
+                            buffer.extend_from_slice(&data);
+                            forwarder
+                                .drain_messages(&mut buffer, encoding, message_type, direction, &sender)
+                                .await
+                        }
+                        Err(frame) => {
+                            let mut trailers = frame.into_trailers().unwrap_or_default();
+                            forwarder.decode_status_details(&mut trailers);
+                            let _ = sender.send(Ok(Frame::trailers(trailers))).await;
+                            return;
+                        }
+                    },
+                };
+                if let Err(status) = outcome {
+                    let _ = sender.send(Err(status)).await;
+                    return;
+                }
+            }
+        });
+        let frames = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        });
+        Body::new(StreamBody::new(frames.boxed()))
+    }
+
+    async fn drain_messages(
+        &self,
+        buffer: &mut BytesMut,
+        encoding: MessageEncoding,
+        message_type: MessageIndex,
+        direction: Direction,
+        sender: &mpsc::Sender<Result<Frame<Bytes>, Status>>,
+    ) -> Result<(), Status> {
+        while let Some((message, consumed)) =
+            decode_one(buffer, encoding, self.max_message_bytes).map_err(|error| self.frame_error(direction, error))?
+        {
+            let _ = buffer.split_to(consumed);
+            let rewritten = self.run_codec(direction, message_type, message).await?;
+            if sender.send(Ok(Frame::data(encode_frame(&rewritten)))).await.is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_codec(
+        &self,
+        direction: Direction,
+        message_type: MessageIndex,
+        message: Vec<u8>,
+    ) -> Result<Vec<u8>, Status> {
+        let codec = Arc::clone(&self.codec);
+        let large = message.len() >= BLOCKING_THRESHOLD;
+        let work = move || match direction {
+            Direction::Request => codec.encode(message_type, &message),
+            Direction::Response => codec.decode(message_type, &message),
+        };
+        let result = if large {
+            tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|_| Status::internal("payload rewriting was interrupted"))?
+        } else {
+            work()
+        };
+        result.map_err(|error| codec_status(direction, message_type, error))
+    }
+
+    /// Decrypts payloads in `grpc-status-details-bin` (query failures, multi-operation
+    /// failures). Undecodable details are left as the server sent them.
+    fn decode_status_details(&self, headers: &mut HeaderMap) {
+        let Some(value) = headers.get(STATUS_DETAILS) else {
+            return;
+        };
+        let Ok(details) = BASE64_ANY_PADDING.decode(value.as_bytes()) else {
+            return;
+        };
+        match self.codec.decode(self.status_type, &details) {
+            Ok(decoded) if decoded != details => {
+                if let Ok(value) = HeaderValue::from_str(&STANDARD_NO_PAD.encode(decoded)) {
+                    headers.insert(STATUS_DETAILS, value);
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "left grpc-status-details-bin encrypted"),
+        }
+    }
+
+    fn upstream_error(&self, error: &(dyn std::error::Error + 'static)) -> Status {
+        let mut detail = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            detail.push_str(": ");
+            detail.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Status::unavailable(format!("upstream {} is unavailable: {detail}", self.upstream_name))
+    }
+
+    fn too_large(&self, direction: Direction) -> Status {
+        let which = match direction {
+            Direction::Request => "request",
+            Direction::Response => "response",
+        };
+        Status::resource_exhausted(format!(
+            "{which} message is larger than the proxy's limit of {} bytes (--max-message-bytes)",
+            self.max_message_bytes
+        ))
+    }
+
+    fn frame_error(&self, direction: Direction, error: FrameError) -> Status {
+        match (error, direction) {
+            (FrameError::TooLarge { .. }, _) => self.too_large(direction),
+            (FrameError::Malformed(reason), Direction::Request) => {
+                Status::invalid_argument(format!("malformed gRPC request body: {reason}"))
+            }
+            (FrameError::Malformed(reason), Direction::Response) => {
+                Status::internal(format!("malformed gRPC response body from upstream: {reason}"))
+            }
+        }
+    }
+}
+
+fn codec_status(direction: Direction, message_type: MessageIndex, error: WalkError) -> Status {
+    let type_name = schema::message(message_type).name;
+    match (error, direction) {
+        (error @ WalkError::Authentication { .. }, _) => Status::new(Code::DataLoss, error.to_string()),
+        (WalkError::Encryption, _) => {
+            Status::internal("payload encryption failed; the call was not forwarded".to_owned())
+        }
+        (error, Direction::Request) => Status::invalid_argument(format!("request is not a valid {type_name}: {error}")),
+        (error, Direction::Response) => {
+            Status::internal(format!("upstream response is not a valid {type_name}: {error}"))
+        }
+    }
+}
+
+/// A body of one buffered chunk and optional trailers.
+fn single_message_body(data: Bytes, trailers: Option<HeaderMap>) -> Body {
+    let frames = std::iter::once(Frame::data(data))
+        .chain(trailers.map(Frame::trailers))
+        .map(Ok::<_, Infallible>);
+    Body::new(StreamBody::new(futures_util::stream::iter(frames)))
+}

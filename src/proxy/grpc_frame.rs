@@ -1,0 +1,127 @@
+//! gRPC message framing: the 5-byte prefix, per-message compression and its negotiation.
+
+use std::io::Read as _;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use flate2::Compression;
+use flate2::read::{GzDecoder, GzEncoder};
+use http::HeaderMap;
+use tonic::{Code, Status};
+
+const PREFIX_LEN: usize = 5;
+pub const GRPC_ENCODING: &str = "grpc-encoding";
+pub const GRPC_ACCEPT_ENCODING: &str = "grpc-accept-encoding";
+/// The encodings the proxy reads; it always writes identity-encoded messages.
+pub const SUPPORTED_ENCODINGS: &str = "gzip";
+
+/// How the messages of one direction of a call are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageEncoding {
+    Identity,
+    Gzip,
+}
+
+impl MessageEncoding {
+    /// Reads `grpc-encoding`; an encoding the proxy cannot read is `UNIMPLEMENTED`, as gRPC asks.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, Status> {
+        match headers.get(GRPC_ENCODING).map(|v| v.as_bytes()) {
+            None | Some(b"identity") => Ok(Self::Identity),
+            Some(b"gzip") => Ok(Self::Gzip),
+            Some(other) => Err(Status::new(
+                Code::Unimplemented,
+                format!(
+                    "message encoding {:?} is not supported; supported: identity, {SUPPORTED_ENCODINGS}",
+                    String::from_utf8_lossy(other)
+                ),
+            )),
+        }
+    }
+}
+
+/// Why a body could not be read as gRPC messages.
+#[derive(Debug)]
+pub enum FrameError {
+    Malformed(String),
+    TooLarge { limit: usize },
+}
+
+/// Splits a complete body into its messages, decompressing them.
+pub fn decode_messages(body: &[u8], encoding: MessageEncoding, limit: usize) -> Result<Vec<Vec<u8>>, FrameError> {
+    let mut messages = Vec::with_capacity(1);
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (message, consumed) = decode_one(rest, encoding, limit)?.ok_or_else(|| {
+            FrameError::Malformed(format!(
+                "body ends inside a message frame ({} bytes left over)",
+                rest.len()
+            ))
+        })?;
+        messages.push(message);
+        rest = &rest[consumed..];
+    }
+    Ok(messages)
+}
+
+/// Decodes the first message of `buf` if it is complete: the message and the bytes it took.
+pub fn decode_one(buf: &[u8], encoding: MessageEncoding, limit: usize) -> Result<Option<(Vec<u8>, usize)>, FrameError> {
+    if buf.len() < PREFIX_LEN {
+        return Ok(None);
+    }
+    let compressed = match buf[0] {
+        0 => false,
+        1 => true,
+        flag => return Err(FrameError::Malformed(format!("invalid message flag {flag}"))),
+    };
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if len > limit {
+        return Err(FrameError::TooLarge { limit });
+    }
+    let Some(payload) = buf.get(PREFIX_LEN..PREFIX_LEN + len) else {
+        return Ok(None);
+    };
+    let message = match (compressed, encoding) {
+        (false, _) => payload.to_vec(),
+        (true, MessageEncoding::Gzip) => gunzip(payload, limit)?,
+        (true, MessageEncoding::Identity) => {
+            return Err(FrameError::Malformed(
+                "message is flagged compressed but no grpc-encoding was given".into(),
+            ));
+        }
+    };
+    Ok(Some((message, PREFIX_LEN + len)))
+}
+
+fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, FrameError> {
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
+    // Read one byte past the limit to tell "exactly at the limit" from "over it".
+    GzDecoder::new(compressed)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| FrameError::Malformed(format!("gzip message does not decompress: {e}")))?;
+    if out.len() > limit {
+        return Err(FrameError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Frames one message, uncompressed.
+pub fn encode_frame(message: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(PREFIX_LEN + message.len());
+    frame.put_u8(0);
+    frame.put_u32(message.len() as u32);
+    frame.put_slice(message);
+    frame.freeze()
+}
+
+/// Frames one message, gzip-compressed (for clients and tests that exercise compression).
+pub fn encode_frame_gzip(message: &[u8]) -> Bytes {
+    let mut compressed = Vec::new();
+    GzEncoder::new(message, Compression::fast())
+        .read_to_end(&mut compressed)
+        .expect("compressing an in-memory buffer cannot fail");
+    let mut frame = BytesMut::with_capacity(PREFIX_LEN + compressed.len());
+    frame.put_u8(1);
+    frame.put_u32(compressed.len() as u32);
+    frame.put_slice(&compressed);
+    frame.freeze()
+}

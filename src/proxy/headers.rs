@@ -1,0 +1,68 @@
+//! Which request and response headers cross the proxy, and the gRPC deadline they carry.
+
+use std::time::Duration;
+
+use http::HeaderMap;
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+
+use super::grpc_frame::{GRPC_ACCEPT_ENCODING, GRPC_ENCODING};
+
+const HOP_BY_HOP: &[&str] = &["keep-alive", "proxy-connection"];
+
+/// Removes headers that describe one connection rather than the call.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE, HOST] {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Removes the headers that describe a body the proxy re-encodes.
+pub fn remove_body_encoding(headers: &mut HeaderMap) {
+    headers.remove(CONTENT_LENGTH);
+    headers.remove(GRPC_ENCODING);
+    headers.remove(GRPC_ACCEPT_ENCODING);
+}
+
+/// The call's deadline from `grpc-timeout` (`<digits><unit>`, unit one of H M S m u n).
+pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_grpc_timeouts() {
+        let mut headers = HeaderMap::new();
+        for (value, expected) in [
+            ("70S", Some(Duration::from_secs(70))),
+            ("9999m", Some(Duration::from_millis(9999))),
+            ("1H", Some(Duration::from_secs(3600))),
+            ("5u", Some(Duration::from_micros(5))),
+            ("S", None),
+            ("123456789S", None),
+            ("10x", None),
+        ] {
+            headers.insert("grpc-timeout", value.parse().unwrap());
+            assert_eq!(grpc_timeout(&headers), expected, "{value}");
+        }
+    }
+}

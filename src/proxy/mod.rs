@@ -1,0 +1,10 @@
+//! The gRPC side: listener, forwarding with payload rewriting, and the upstream channel.
+
+pub mod forward;
+pub mod grpc_frame;
+pub mod headers;
+pub mod listener;
+pub mod upstream;
+
+pub use forward::Forwarder;
+pub use listener::{RunningListener, start};

@@ -1,0 +1,209 @@
+//! Shared test fixtures: one Temporal dev server per test binary, proxies, tools.
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
+use temporal_codec_proxy::proxy::{self, Forwarder, RunningListener};
+use zeroize::Zeroizing;
+
+/// The namespace the fault tests write deliberately bad data to, so the
+/// every-payload-is-encrypted checks of `default` stay meaningful.
+pub const FAULTS_NAMESPACE: &str = "faults";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tools_dir() -> PathBuf {
+    std::env::var_os("TEST_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".test-tools"))
+}
+
+pub fn python() -> PathBuf {
+    let python = tools_dir().join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-test-tools.sh (scripts/test.sh does)",
+        python.display()
+    );
+    python
+}
+
+pub fn temporal_cli() -> PathBuf {
+    tools_dir().join("venv/bin/temporal")
+}
+
+pub fn free_port() -> u16 {
+    StdTcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct DevServer {
+    pub address: String,
+    /// The shell that runs the server and stops it when this process ends.
+    _watcher: std::process::Child,
+}
+
+/// The dev server shared by every test of this binary, started on first use.
+pub fn dev_server() -> &'static DevServer {
+    static SERVER: OnceLock<DevServer> = OnceLock::new();
+    SERVER.get_or_init(start_dev_server)
+}
+
+fn start_dev_server() -> DevServer {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let cli = temporal_cli();
+    assert!(
+        cli.exists(),
+        "{} is missing: run scripts/install-test-tools.sh",
+        cli.display()
+    );
+    // The server outlives no test run: a watcher kills it once this test process is gone.
+    let script = format!(
+        "{cli} server start-dev --headless --ip 127.0.0.1 --port {port} --http-port {http} \
+         --metrics-port {metrics} --db-filename '' --log-level error --namespace {FAULTS_NAMESPACE} \
+         --dynamic-config-value frontend.rps=100000 \
+         --dynamic-config-value frontend.namespaceRPS=100000 & server=$!; \
+         while kill -0 {parent} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 1; done; kill $server",
+        cli = cli.display(),
+        http = free_port(),
+        metrics = free_port(),
+        parent = std::process::id(),
+    );
+    let log_path = std::env::temp_dir().join(format!("temporal-codec-proxy-e2e-server-{port}.log"));
+    let log = std::fs::File::create(&log_path).expect("create the dev server log");
+    eprintln!("Temporal dev server on {address}, log in {}", log_path.display());
+    let watcher = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start the Temporal dev server");
+    let started = Instant::now();
+    loop {
+        let healthy = Command::new(&cli)
+            .args(["operator", "cluster", "health", "--address", &address])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if healthy {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "dev server did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    DevServer {
+        address,
+        _watcher: watcher,
+    }
+}
+
+/// A proxy running inside the test process.
+pub struct TestProxy {
+    pub address: SocketAddr,
+    pub codec: Arc<Codec>,
+    listener: RunningListener,
+}
+
+impl TestProxy {
+    pub async fn start(upstream: &str, keys: &[(&str, [u8; 32])]) -> Self {
+        Self::start_with_limit(upstream, keys, temporal_codec_proxy::config::DEFAULT_MAX_MESSAGE_BYTES).await
+    }
+
+    pub async fn start_with_limit(upstream: &str, keys: &[(&str, [u8; 32])], max_message_bytes: usize) -> Self {
+        let keyring = Keyring::new(
+            keys.iter()
+                .map(|(id, key)| (id.to_string(), Zeroizing::new(key.to_vec()))),
+        )
+        .unwrap();
+        let codec = Arc::new(Codec::new(keyring, EncryptionPolicy::default()));
+        let channel = proxy::upstream::connect_lazy(upstream).unwrap();
+        let forwarder = Arc::new(Forwarder::new(
+            Arc::clone(&codec),
+            channel,
+            upstream.to_owned(),
+            max_message_bytes,
+        ));
+        let listener = proxy::start("127.0.0.1:0".parse().unwrap(), forwarder).await.unwrap();
+        Self {
+            address: listener.local_addr(),
+            codec,
+            listener,
+        }
+    }
+
+    pub fn address(&self) -> String {
+        self.address.to_string()
+    }
+
+    pub async fn stop(self) {
+        self.listener.shutdown().await;
+    }
+}
+
+/// A random key and a fresh id, so tests never share keys by accident.
+pub fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut key).unwrap();
+    key
+}
+
+pub fn unique(prefix: &str) -> String {
+    let mut bytes = [0u8; 4];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap();
+    format!("{prefix}-{}", hex::encode(bytes))
+}
+
+/// Runs a test program to completion and returns its stdout; fails the test with its
+/// output if it exits non-zero.
+pub async fn run_program(program: &Path, args: &[String], cwd: &Path, timeout: Duration) -> String {
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{} {args:?} did not finish in {timeout:?}", program.display()))
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        program.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The last line of a program's stdout, parsed as JSON.
+pub fn last_json_line(stdout: &str) -> serde_json::Value {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!("no JSON line in output:\n{stdout}");
+        });
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line}: {e}"))
+}
