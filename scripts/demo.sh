@@ -61,18 +61,7 @@ echo "What the worker and client saw (through the proxy):"
 echo
 echo "What the Temporal server stored (read directly, not through the proxy):"
 "$venv/bin/temporal" workflow show --workflow-id "$workflow_id" --address "127.0.0.1:$server_port" --output json |
-    "$venv/bin/python" -c '
-import base64, json, sys
-history = json.load(sys.stdin)
-for event in history["events"]:
-    for name, attributes in event.items():
-        if not name.endswith("EventAttributes"):
-            continue
-        for field in ("input", "result"):
-            for payload in (attributes.get(field) or {}).get("payloads", []):
-                meta = {k: base64.b64decode(v).decode() for k, v in payload["metadata"].items()}
-                print(f"  {event[\"eventType\"]} {field}: {meta} data={payload[\"data\"][:48]}...")
-'
+    "$venv/bin/python" scripts/show_stored_payloads.py
 echo
 if $once; then
     exit 0

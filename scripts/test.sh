@@ -17,3 +17,15 @@ cargo nextest run --lib --bins
 # The end-to-end tests share one Temporal dev server per test binary, so they run as
 # threads of one process rather than one process per test.
 cargo test --test e2e -- --test-threads 4
+
+# The README's first command, end to end: the demo must show plaintext to the worker and
+# ciphertext on the server.
+demo_output="$(DEMO_SERVER_PORT=27233 DEMO_UI_PORT=28233 DEMO_PROXY_LISTEN=127.0.0.1:27333 scripts/demo.sh --once)"
+echo "$demo_output"
+grep -q 'result: "Hello Ada Lovelace' <<<"$demo_output"
+grep -q "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED input: {'encoding': 'binary/encrypted'" <<<"$demo_output"
+if grep -q "Ada Lovelace" <<<"$(sed -n '/What the Temporal server stored/,$p' <<<"$demo_output")"; then
+    echo "demo: plaintext found in what the server stored" >&2
+    exit 1
+fi
+echo "demo: ok"
