@@ -228,6 +228,15 @@ impl Schema {
 
         writeln!(out, "pub static METHODS: &[MethodSchema] = &[").unwrap();
         for method in &self.methods {
+            // Payloads are rewritten message by message only for unary calls; a streaming
+            // RPC that carries payloads needs the streaming rewrite path before it can ship.
+            let streams_payloads = (method.client_streaming && index.contains_key(method.request.as_str()))
+                || (method.server_streaming && index.contains_key(method.response.as_str()));
+            assert!(
+                !streams_payloads,
+                "{} streams messages that carry payloads; the proxy rewrites only unary messages",
+                method.path
+            );
             let lookup = |t: &str| index.get(t).map_or("None".to_owned(), |i| format!("Some({i})"));
             let namespace_field = self
                 .messages

@@ -1,6 +1,7 @@
 //! Command-line flags and their environment variables, parsed once into typed settings.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -82,6 +83,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_ENCRYPT_OPERATOR_DATA", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub encrypt_operator_data: bool,
 
+    /// On SIGTERM or SIGINT, how long calls in flight may take to finish before their
+    /// connections are closed.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub shutdown_grace: Duration,
+
     /// Log filter in tracing's env-filter syntax, e.g. `info` or `temporal_codec_proxy=debug`.
     #[arg(long, env = "RUST_LOG", default_value = "info", value_name = "FILTER")]
     pub log: String,
@@ -101,6 +107,48 @@ impl ServeArgs {
             headers: self.encrypt_headers,
             user_metadata: self.encrypt_user_metadata,
             operator_data: self.encrypt_operator_data,
+        }
+    }
+}
+
+/// Parses `30s`, `500ms`, `2m` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |at| text.split_at(at));
+    let amount: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 500ms or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(amount)),
+        "s" => Ok(Duration::from_secs(amount)),
+        "m" => Ok(Duration::from_secs(amount * 60)),
+        _ => Err(format!("{text:?}: unknown unit {unit:?}; use ms, s or m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn help_explains_every_flag() {
+        use clap::CommandFactory as _;
+        let mut command = Cli::command();
+        let serve = command.find_subcommand_mut("serve").unwrap();
+        for argument in serve.get_arguments() {
+            assert!(argument.get_help().is_some(), "--{} has no help", argument.get_id());
         }
     }
 }

@@ -73,7 +73,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections, finishing calls in flight");
-    listener.shutdown().await;
+    listener.shutdown(args.shutdown_grace).await;
     Ok(())
 }
 

@@ -7,18 +7,16 @@ use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderValue};
 use http_body::Frame;
 use http_body_util::{BodyExt as _, Limited, StreamBody};
-use tokio::sync::mpsc;
 use tonic::body::Body;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tower::ServiceExt as _;
 
 use super::grpc_frame::{
-    FrameError, GRPC_ACCEPT_ENCODING, GRPC_ENCODING, MessageEncoding, SUPPORTED_ENCODINGS, decode_messages, decode_one,
+    FrameError, GRPC_ACCEPT_ENCODING, GRPC_ENCODING, MessageEncoding, SUPPORTED_ENCODINGS, decode_messages,
     encode_frame,
 };
 use super::headers::{grpc_timeout, remove_hop_by_hop};
@@ -95,7 +93,7 @@ impl Forwarder {
     }
 
     async fn forward<B>(
-        self: &Arc<Self>,
+        &self,
         request: http::Request<B>,
         method: Option<&'static MethodSchema>,
     ) -> Result<ProxyResponse, Status>
@@ -113,13 +111,9 @@ impl Forwarder {
                 let encoding = MessageEncoding::from_headers(&parts.headers)?;
                 parts.headers.remove(GRPC_ENCODING);
                 parts.headers.remove(http::header::CONTENT_LENGTH);
-                if method.is_some_and(|m| m.client_streaming) {
-                    self.rewrite_stream(body, encoding, message_type, Direction::Request)
-                } else {
-                    let message = self.read_unary_request(body, encoding).await?;
-                    let encrypted = self.run_codec(Direction::Request, message_type, message).await?;
-                    single_message_body(encode_frame(&encrypted), None)
-                }
+                let message = self.read_unary_request(body, encoding).await?;
+                let encrypted = self.run_codec(Direction::Request, message_type, message).await?;
+                single_message_body(encode_frame(&encrypted), None)
             }
         };
         if response_type.is_some() {
@@ -135,7 +129,7 @@ impl Forwarder {
             .map_err(|error| self.upstream_error(&error))?;
         match response_type {
             None => Ok(response),
-            Some(message_type) => self.rewrite_response(response, message_type, method).await,
+            Some(message_type) => self.rewrite_response(response, message_type).await,
         }
     }
 
@@ -166,10 +160,9 @@ impl Forwarder {
     }
 
     async fn rewrite_response(
-        self: &Arc<Self>,
+        &self,
         response: ProxyResponse,
         message_type: MessageIndex,
-        method: Option<&'static MethodSchema>,
     ) -> Result<ProxyResponse, Status> {
         let (mut parts, body) = response.into_parts();
         if parts.headers.contains_key("grpc-status") {
@@ -181,10 +174,6 @@ impl Forwarder {
             .map_err(|status| Status::internal(format!("upstream response: {}", status.message())))?;
         parts.headers.remove(GRPC_ENCODING);
         parts.headers.remove(http::header::CONTENT_LENGTH);
-        if method.is_some_and(|m| m.server_streaming) {
-            let body = self.rewrite_stream(body, encoding, message_type, Direction::Response);
-            return Ok(http::Response::from_parts(parts, body));
-        }
         let collected = Limited::new(body, self.max_message_bytes + FRAME_PREFIX)
             .collect()
             .await
@@ -209,82 +198,6 @@ impl Forwarder {
             parts,
             single_message_body(out.freeze(), trailers),
         ))
-    }
-
-    /// Rewrites a streaming body message by message as the messages arrive.
-    fn rewrite_stream<B>(
-        self: &Arc<Self>,
-        body: B,
-        encoding: MessageEncoding,
-        message_type: MessageIndex,
-        direction: Direction,
-    ) -> Body
-    where
-        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let (sender, receiver) = mpsc::channel::<Result<Frame<Bytes>, Status>>(4);
-        let forwarder = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut body = body.map_err(Into::<BoxError>::into);
-            let mut buffer = BytesMut::new();
-            loop {
-                let frame = tokio::select! {
-                    _ = sender.closed() => return,
-                    frame = body.frame() => frame,
-                };
-                let outcome = match frame {
-                    None if buffer.is_empty() => return,
-                    None => Err(forwarder.frame_error(
-                        direction,
-                        FrameError::Malformed("stream ended inside a message frame".into()),
-                    )),
-                    Some(Err(error)) => Err(Status::from_error(error)),
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) => {
-                            buffer.extend_from_slice(&data);
-                            forwarder
-                                .drain_messages(&mut buffer, encoding, message_type, direction, &sender)
-                                .await
-                        }
-                        Err(frame) => {
-                            let mut trailers = frame.into_trailers().unwrap_or_default();
-                            forwarder.decode_status_details(&mut trailers);
-                            let _ = sender.send(Ok(Frame::trailers(trailers))).await;
-                            return;
-                        }
-                    },
-                };
-                if let Err(status) = outcome {
-                    let _ = sender.send(Err(status)).await;
-                    return;
-                }
-            }
-        });
-        let frames = futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|item| (item, receiver))
-        });
-        Body::new(StreamBody::new(frames.boxed()))
-    }
-
-    async fn drain_messages(
-        &self,
-        buffer: &mut BytesMut,
-        encoding: MessageEncoding,
-        message_type: MessageIndex,
-        direction: Direction,
-        sender: &mpsc::Sender<Result<Frame<Bytes>, Status>>,
-    ) -> Result<(), Status> {
-        while let Some((message, consumed)) =
-            decode_one(buffer, encoding, self.max_message_bytes).map_err(|error| self.frame_error(direction, error))?
-        {
-            let _ = buffer.split_to(consumed);
-            let rewritten = self.run_codec(direction, message_type, message).await?;
-            if sender.send(Ok(Frame::data(encode_frame(&rewritten)))).await.is_err() {
-                return Ok(());
-            }
-        }
-        Ok(())
     }
 
     async fn run_codec(

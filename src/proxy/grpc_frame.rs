@@ -63,7 +63,7 @@ pub fn decode_messages(body: &[u8], encoding: MessageEncoding, limit: usize) -> 
 }
 
 /// Decodes the first message of `buf` if it is complete: the message and the bytes it took.
-pub fn decode_one(buf: &[u8], encoding: MessageEncoding, limit: usize) -> Result<Option<(Vec<u8>, usize)>, FrameError> {
+fn decode_one(buf: &[u8], encoding: MessageEncoding, limit: usize) -> Result<Option<(Vec<u8>, usize)>, FrameError> {
     if buf.len() < PREFIX_LEN {
         return Ok(None);
     }

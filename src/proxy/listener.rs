@@ -24,10 +24,18 @@ impl RunningListener {
         self.local_addr
     }
 
-    /// Stops accepting, lets open connections finish their calls, and waits for them.
-    pub async fn shutdown(self) {
+    /// Stops accepting and lets open connections finish their calls for up to `grace`;
+    /// calls still running after that (long polls, watches) are cut.
+    pub async fn shutdown(self, grace: Duration) {
         let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "calls still running after the grace period; closing their connections"
+            );
+            task.abort();
+        }
     }
 }
 

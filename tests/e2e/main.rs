@@ -1,6 +1,8 @@
 //! End-to-end tests: real SDK workers and clients, a real Temporal dev server, the proxy between.
 
+mod echo_upstream;
 mod faults;
+mod forwarding;
 mod relay;
 mod sdk;
 mod support;

@@ -152,7 +152,7 @@ impl TestProxy {
     }
 
     pub async fn stop(self) {
-        self.listener.shutdown().await;
+        self.listener.shutdown(Duration::from_secs(5)).await;
     }
 }
 

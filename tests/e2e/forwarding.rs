@@ -1,0 +1,169 @@
+//! What crosses the proxy besides payloads: metadata, error details, streams.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use prost::Message as _;
+use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
+use temporal_codec_proxy::payload::schema::PAYLOAD_TYPE;
+use temporal_codec_proxy::proxy::grpc_frame::encode_frame;
+use temporalio_protos::google::rpc::Status as RpcStatus;
+use temporalio_protos::grpc::health::v1::HealthCheckRequest;
+use temporalio_protos::grpc::health::v1::health_check_response::ServingStatus;
+use temporalio_protos::grpc::health::v1::health_client::HealthClient;
+use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
+use temporalio_protos::temporal::api::errordetails::v1::QueryFailedFailure;
+use temporalio_protos::temporal::api::failure::v1::Failure;
+use temporalio_protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
+use tonic::Code;
+use tonic::transport::Endpoint;
+use tower::ServiceExt as _;
+use zeroize::Zeroizing;
+
+use crate::echo_upstream::{ECHO_PREFIX, EchoUpstream, FAIL_HEADER};
+use crate::support::{TestProxy, dev_server, random_key};
+
+const QUERY_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/QueryWorkflow";
+const GET_SYSTEM_INFO: &str = "/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo";
+const START_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
+
+/// Sends one raw call and returns the response headers and trailers together.
+async fn call(address: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> http::HeaderMap {
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = channel
+        .oneshot(request.body(tonic::body::Body::new(Full::new(body))).unwrap())
+        .await
+        .unwrap();
+    let (mut parts, body) = response.into_parts();
+    if let Some(trailers) = body.collect().await.unwrap().trailers() {
+        parts.headers.extend(trailers.clone());
+    }
+    parts.headers
+}
+
+const METADATA: &[(&str, &str)] = &[
+    ("temporal-namespace", "orders"),
+    ("authorization", "Bearer token-for-the-server"),
+    ("client-name", "temporal-python"),
+    ("client-version", "1.35.0"),
+    ("supported-server-versions", ">=1.0.0 <2.0.0"),
+    ("x-request-id", "req-42"),
+    ("trace-context-bin", "AAECAwQ"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_request_metadata_reaches_the_upstream() {
+    let upstream = EchoUpstream::start(Bytes::new()).await;
+    let proxy = TestProxy::start(&upstream.address.to_string(), &[("k", random_key())]).await;
+    let start = StartWorkflowExecutionRequest {
+        input: Some(Payloads {
+            payloads: vec![Payload {
+                metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),
+                data: b"1".to_vec(),
+                external_payloads: vec![],
+            }],
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    for (path, body) in [
+        (GET_SYSTEM_INFO, encode_frame(&[])),
+        (START_WORKFLOW, encode_frame(&start)),
+    ] {
+        let headers = call(&proxy.address(), path, METADATA, body).await;
+        assert_eq!(headers["grpc-status"], "0", "{path}: {headers:?}");
+        for (name, value) in METADATA {
+            let echoed = headers
+                .get(format!("{ECHO_PREFIX}{name}"))
+                .unwrap_or_else(|| panic!("{path}: {name} did not reach the upstream: {headers:?}"));
+            assert_eq!(echoed, value, "{path}: {name}");
+        }
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_in_error_details_are_decrypted_and_the_rest_is_unchanged() {
+    let key = random_key();
+    let writer = Codec::new(
+        Keyring::new([("details-key".to_owned(), Zeroizing::new(key.to_vec()))]).unwrap(),
+        EncryptionPolicy::default(),
+    );
+    let plaintext = Payload {
+        metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),
+        data: b"{\"message\":\"secret-query-failure\"}".to_vec(),
+        external_payloads: vec![],
+    };
+    let encrypted = Payload::decode(
+        writer
+            .encode(PAYLOAD_TYPE, &plaintext.encode_to_vec())
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
+    let failure = |attributes: Payload| QueryFailedFailure {
+        failure: Some(Failure {
+            message: "Encoded failure".into(),
+            encoded_attributes: Some(attributes),
+            ..Default::default()
+        }),
+    };
+    let mut status = RpcStatus {
+        code: 9,
+        message: "query failed".into(),
+        details: vec![Default::default()],
+    };
+    status.details[0].type_url = "type.googleapis.com/temporal.api.errordetails.v1.QueryFailedFailure".into();
+    status.details[0].value = failure(encrypted).encode_to_vec();
+
+    let upstream = EchoUpstream::start(Bytes::from(status.encode_to_vec())).await;
+    let proxy = TestProxy::start(&upstream.address.to_string(), &[("details-key", key)]).await;
+    let headers = call(
+        &proxy.address(),
+        QUERY_WORKFLOW,
+        &[(FAIL_HEADER, "1")],
+        encode_frame(&[]),
+    )
+    .await;
+    let received = tonic::Status::from_header_map(&headers).unwrap();
+    assert_eq!(received.code(), Code::FailedPrecondition);
+    assert_eq!(received.message(), "query failed");
+    let details = RpcStatus::decode(received.details()).unwrap();
+    assert_eq!(details.code, 9);
+    assert_eq!(details.details[0].type_url, status.details[0].type_url);
+    let seen = QueryFailedFailure::decode(details.details[0].value.as_slice()).unwrap();
+    assert_eq!(seen, failure(plaintext));
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_streaming_health_watch_passes_through() {
+    let proxy = TestProxy::start(&dev_server().address, &[("k", random_key())]).await;
+    let channel = Endpoint::from_shared(format!("http://{}", proxy.address()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut stream = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: "temporal.api.workflowservice.v1.WorkflowService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().expect("a first health message");
+    assert_eq!(first.status(), ServingStatus::Serving);
+    drop(stream);
+    proxy.stop().await;
+}
