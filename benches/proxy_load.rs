@@ -1,1 +1,608 @@
-fn main() {}
+//! End-to-end load through the proxy process: throughput, latency, CPU and memory of QueryWorkflow calls.
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::Frame;
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::Incoming;
+use hyper::server::conn::http2;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prost::Message as _;
+use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution};
+use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
+use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
+use temporalio_protos::temporal::api::workflowservice::v1::{QueryWorkflowRequest, QueryWorkflowResponse};
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+use tonic::transport::{Channel, Endpoint};
+
+const PROXY_BIN: &str = env!("CARGO_BIN_EXE_temporal-codec-proxy");
+const QUERY_PATH: &str = "/temporal.api.workflowservice.v1.WorkflowService/QueryWorkflow";
+const PAYLOAD_DATA_BYTES: usize = 1024;
+/// HTTP/2 connections the load generator spreads its calls over, for each target.
+const CONNECTIONS: usize = 4;
+const CONCURRENCY: usize = 32;
+const WARM_UP: Duration = Duration::from_secs(1);
+const SATURATION_TIME: Duration = Duration::from_secs(5);
+const OPEN_LOOP_TIME: Duration = Duration::from_secs(5);
+/// A rate low enough that the proxy's latency is seen without queueing on the two cores.
+const LIGHT_RATE: f64 = 1_000.0;
+/// How long an open-loop run waits for its last calls before counting them as lost.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(50);
+const GRPC_PREFIX_LEN: usize = 5;
+const ENCRYPTED_ENCODING: &[u8] = b"binary/encrypted";
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let upstream_stats = Arc::new(UpstreamStats::default());
+    let upstream_addr = runtime
+        .block_on(start_upstream(Arc::clone(&upstream_stats)))
+        .expect("upstream listens");
+    let proxy = ProxyProcess::start(upstream_addr);
+    let clock = CpuClock::new();
+    let fresh_rss = proxy.rss_kib();
+
+    let (direct, proxied) = runtime.block_on(async {
+        tokio::join!(
+            Target::connect("direct", upstream_addr),
+            Target::connect("proxied", proxy.addr)
+        )
+    });
+    let query = QueryCall::new();
+    for target in [&direct, &proxied] {
+        runtime.block_on(closed_loop(target, &query, WARM_UP));
+    }
+    let encrypted_before = upstream_stats.encrypted_payloads.load(Ordering::Relaxed);
+    runtime.block_on(closed_loop(&proxied, &query, Duration::from_millis(100)));
+    assert!(
+        upstream_stats.encrypted_payloads.load(Ordering::Relaxed) > encrypted_before,
+        "payloads must reach the upstream encrypted through the proxy"
+    );
+    let idle_rss = proxy.rss_kib();
+
+    println!(
+        "QueryWorkflow with a {PAYLOAD_DATA_BYTES} B JSON payload, echoed back as the query result; \
+         {CONNECTIONS} HTTP/2 connections per target; proxy pid {}",
+        proxy.child.id()
+    );
+    println!("2 cores shared by load generator, upstream (this process) and proxy (its own process)\n");
+
+    let rss_sampler = RssSampler::start(proxy.child.id());
+    let measure_phase = |runtime: &Runtime, target: &Target, work: &dyn Fn(&Runtime, &Target) -> Phase| {
+        let proxy_cpu = clock.process_cpu(proxy.child.id());
+        let own_cpu = clock.process_cpu(std::process::id());
+        let phase = work(runtime, target);
+        Measured {
+            proxy_cpu: clock.process_cpu(proxy.child.id()) - proxy_cpu,
+            own_cpu: clock.process_cpu(std::process::id()) - own_cpu,
+            phase,
+        }
+    };
+
+    println!("(a) closed loop, concurrency {CONCURRENCY}, {} s per target", SATURATION_TIME.as_secs());
+    let saturation = |runtime: &Runtime, target: &Target| runtime.block_on(closed_loop(target, &query, SATURATION_TIME));
+    let direct_saturation = measure_phase(&runtime, &direct, &saturation);
+    let proxied_saturation = measure_phase(&runtime, &proxied, &saturation);
+    print_phase_header();
+    print_phase("direct", &direct_saturation);
+    print_phase("proxied", &proxied_saturation);
+    let direct_rate = direct_saturation.phase.rate();
+    println!(
+        "  proxied / direct throughput: {:.2}\n",
+        proxied_saturation.phase.rate() / direct_rate
+    );
+
+    let half_rate = (direct_rate / 2.0).round();
+    let mut open_loop_rows = Vec::new();
+    for (label, rate) in [("half of direct saturation", half_rate), ("light load", LIGHT_RATE)] {
+        println!(
+            "(b) open loop at {rate:.0} calls/s ({label}), {} s per target, latency from the scheduled send time",
+            OPEN_LOOP_TIME.as_secs()
+        );
+        let open = |runtime: &Runtime, target: &Target| open_loop(runtime, target, &query, rate, OPEN_LOOP_TIME);
+        let direct_open = measure_phase(&runtime, &direct, &open);
+        let proxied_open = measure_phase(&runtime, &proxied, &open);
+        print_phase_header();
+        print_phase("direct", &direct_open);
+        print_phase("proxied", &proxied_open);
+        let added = |quantile| {
+            proxied_open.phase.latency(quantile).as_secs_f64() - direct_open.phase.latency(quantile).as_secs_f64()
+        };
+        println!(
+            "  added by the proxy: p50 {}, p99 {} (targets at half of direct saturation: p50 <= 100 us, p99 <= 1 ms)\n",
+            format_signed_seconds(added(0.50)),
+            format_signed_seconds(added(0.99))
+        );
+        open_loop_rows.push((label, rate, proxied_open));
+    }
+    let peak_rss = rss_sampler.stop();
+    let after_rss = proxy.rss_kib();
+
+    println!("(c) proxy CPU time per proxied call (utime+stime from /proc/<pid>/stat, tick {} ms)", clock.tick_ms());
+    println!("  closed loop, saturated: {}", proxied_saturation.proxy_cpu_per_call());
+    for (label, rate, measured) in &open_loop_rows {
+        println!("  open loop, {rate:.0} calls/s ({label}): {}", measured.proxy_cpu_per_call());
+    }
+    println!("  target: below 40 us\n");
+
+    println!("(d) proxy resident memory (VmRSS from /proc/<pid>/status)");
+    println!("  just started:                 {}", format_kib(fresh_rss));
+    println!("  idle after warm-up:           {}", format_kib(idle_rss));
+    println!(
+        "  under load (max of samples every {} ms): {}",
+        RSS_SAMPLE_INTERVAL.as_millis(),
+        format_kib(peak_rss)
+    );
+    println!("  idle after load:              {}", format_kib(after_rss));
+    println!("  peak (VmHWM):                 {}", format_kib(proxy.status_kib("VmHWM:")));
+}
+
+/// A load generator's connections to one target.
+struct Target {
+    clients: Vec<WorkflowServiceClient<Channel>>,
+}
+
+impl Target {
+    async fn connect(name: &str, addr: SocketAddr) -> Self {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .expect("valid address")
+            .tcp_nodelay(true);
+        let mut clients = Vec::with_capacity(CONNECTIONS);
+        // Each `connect` opens its own HTTP/2 connection.
+        for _ in 0..CONNECTIONS {
+            let channel = endpoint
+                .connect()
+                .await
+                .unwrap_or_else(|error| panic!("connecting to {name} at {addr}: {error}"));
+            clients.push(WorkflowServiceClient::new(channel));
+        }
+        Self { clients }
+    }
+
+    fn client(&self, index: usize) -> WorkflowServiceClient<Channel> {
+        self.clients[index % self.clients.len()].clone()
+    }
+}
+
+/// The request every call sends, and the result it expects back.
+struct QueryCall {
+    request: QueryWorkflowRequest,
+    expected: Payloads,
+}
+
+impl QueryCall {
+    fn new() -> Arc<Self> {
+        let args = Payloads {
+            payloads: vec![Payload {
+                metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),
+                data: json_document(PAYLOAD_DATA_BYTES),
+                external_payloads: vec![],
+            }],
+        };
+        Arc::new(Self {
+            request: QueryWorkflowRequest {
+                namespace: "default".to_owned(),
+                execution: Some(WorkflowExecution {
+                    workflow_id: "order-00000001".to_owned(),
+                    run_id: "0198c3a2-7e51-7c1e-9a3b-5d4f6e7a8b9c".to_owned(),
+                }),
+                query: Some(WorkflowQuery {
+                    query_type: "orderStatus".to_owned(),
+                    query_args: Some(args.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            expected: args,
+        })
+    }
+
+    /// Makes one call; true when it succeeded and returned the payload it sent.
+    async fn call(&self, mut client: WorkflowServiceClient<Channel>) -> bool {
+        match client.query_workflow(self.request.clone()).await {
+            Ok(response) => response.into_inner().query_result.as_ref() == Some(&self.expected),
+            Err(_) => false,
+        }
+    }
+}
+
+/// The outcome of one load phase against one target.
+struct Phase {
+    latencies: Vec<Duration>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+impl Phase {
+    fn calls(&self) -> u64 {
+        self.latencies.len() as u64 + self.errors
+    }
+
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The latency at `quantile` of the successful calls (`latencies` is sorted).
+    fn latency(&self, quantile: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((self.latencies.len() - 1) as f64 * quantile).round() as usize;
+        self.latencies[index]
+    }
+}
+
+/// A phase with the CPU time the proxy and this process spent during it.
+struct Measured {
+    phase: Phase,
+    proxy_cpu: Duration,
+    own_cpu: Duration,
+}
+
+impl Measured {
+    fn proxy_cpu_per_call(&self) -> String {
+        format_seconds(self.proxy_cpu.as_secs_f64() / self.phase.calls().max(1) as f64)
+    }
+}
+
+fn print_phase_header() {
+    println!(
+        "  {:<8} {:>9} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14}",
+        "target", "calls", "calls/s", "errors", "p50", "p99", "p99.9", "max", "proxy CPU/call", "bench CPU/call"
+    );
+}
+
+fn print_phase(name: &str, measured: &Measured) {
+    let phase = &measured.phase;
+    let calls = phase.calls().max(1) as f64;
+    let proxy_cpu = if name == "direct" {
+        "-".to_owned()
+    } else {
+        measured.proxy_cpu_per_call()
+    };
+    println!(
+        "  {:<8} {:>9} {:>10.0} {:>7} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14}",
+        name,
+        phase.calls(),
+        phase.rate(),
+        phase.errors,
+        format_seconds(phase.latency(0.50).as_secs_f64()),
+        format_seconds(phase.latency(0.99).as_secs_f64()),
+        format_seconds(phase.latency(0.999).as_secs_f64()),
+        format_seconds(phase.latencies.last().copied().unwrap_or_default().as_secs_f64()),
+        proxy_cpu,
+        format_seconds(measured.own_cpu.as_secs_f64() / calls),
+    );
+}
+
+/// Runs [`CONCURRENCY`] callers that each start a new call as soon as the last one returns.
+async fn closed_loop(target: &Target, query: &Arc<QueryCall>, duration: Duration) -> Phase {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let callers: Vec<_> = (0..CONCURRENCY)
+        .map(|index| {
+            let client = target.client(index);
+            let query = Arc::clone(query);
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0;
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    if query.call(client.clone()).await {
+                        latencies.push(sent.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut phase = Phase {
+        latencies: Vec::new(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+    };
+    for caller in callers {
+        let (latencies, errors) = caller.await.expect("caller task");
+        phase.latencies.extend(latencies);
+        phase.errors += errors;
+    }
+    phase.elapsed = start.elapsed();
+    phase.latencies.sort();
+    phase
+}
+
+/// Starts calls at a fixed `rate` whether or not earlier ones have returned, and measures
+/// each call from the time it was scheduled, so a stalled target cannot hide its queue.
+fn open_loop(runtime: &Runtime, target: &Target, query: &Arc<QueryCall>, rate: f64, duration: Duration) -> Phase {
+    let total = (rate * duration.as_secs_f64()) as usize;
+    let start = Instant::now();
+    let mut calls = Vec::with_capacity(total);
+    // Pacing from this plain thread with sleeps: tokio's timer has millisecond granularity,
+    // which would send the calls in bursts.
+    for index in 0..total {
+        let scheduled = start + Duration::from_secs_f64(index as f64 / rate);
+        let now = Instant::now();
+        if scheduled > now {
+            std::thread::sleep(scheduled - now);
+        }
+        let client = target.client(index);
+        let query = Arc::clone(query);
+        calls.push(runtime.spawn(async move { query.call(client).await.then(|| scheduled.elapsed()) }));
+    }
+    let outcomes = runtime.block_on(async {
+        let drain_deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        let mut outcomes = Vec::with_capacity(calls.len());
+        for call in calls {
+            let outcome = tokio::time::timeout_at(drain_deadline, call)
+                .await
+                .ok()
+                .and_then(|joined| joined.ok().flatten());
+            outcomes.push(outcome);
+        }
+        outcomes
+    });
+    let errors = outcomes.iter().filter(|outcome| outcome.is_none()).count() as u64;
+    let mut latencies: Vec<Duration> = outcomes.into_iter().flatten().collect();
+    latencies.sort();
+    Phase {
+        latencies,
+        errors,
+        elapsed: duration,
+    }
+}
+
+/// What the upstream saw: proof that payloads crossed the proxy encrypted.
+#[derive(Default)]
+struct UpstreamStats {
+    encrypted_payloads: AtomicU64,
+}
+
+type UpstreamBody = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+/// Serves QueryWorkflow over h2c on a random local port, answering each query with its
+/// own arguments as the result.
+async fn start_upstream(stats: Arc<UpstreamStats>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let stats = Arc::clone(&stats);
+            tokio::spawn(async move {
+                let service = service_fn(move |request| answer_query(request, Arc::clone(&stats)));
+                let _ = http2::Builder::new(TokioExecutor::new())
+                    .max_concurrent_streams(4096)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn answer_query(
+    request: http::Request<Incoming>,
+    stats: Arc<UpstreamStats>,
+) -> Result<http::Response<UpstreamBody>, Infallible> {
+    if request.uri().path() != QUERY_PATH {
+        return Ok(grpc_error(12, "only QueryWorkflow is served"));
+    }
+    let body = match request.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(grpc_error(1, "request body ended early")),
+    };
+    let message = match body.split_first() {
+        Some((0, rest)) if rest.len() >= GRPC_PREFIX_LEN - 1 => &rest[GRPC_PREFIX_LEN - 1..],
+        _ => return Ok(grpc_error(3, "expected one uncompressed gRPC message")),
+    };
+    let Ok(query) = QueryWorkflowRequest::decode(message) else {
+        return Ok(grpc_error(3, "not a QueryWorkflowRequest"));
+    };
+    let query_result = query.query.and_then(|query| query.query_args);
+    let encrypted = query_result
+        .iter()
+        .flat_map(|args| &args.payloads)
+        .filter(|payload| payload.metadata.get("encoding").map(Vec::as_slice) == Some(ENCRYPTED_ENCODING))
+        .count();
+    stats.encrypted_payloads.fetch_add(encrypted as u64, Ordering::Relaxed);
+    let response = QueryWorkflowResponse {
+        query_result,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut frame = BytesMut::with_capacity(GRPC_PREFIX_LEN + response.len());
+    frame.put_u8(0);
+    frame.put_u32(response.len() as u32);
+    frame.put_slice(&response);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frames = vec![Ok(Frame::data(frame.freeze())), Ok(Frame::trailers(trailers))];
+    Ok(http::Response::builder()
+        .header("content-type", "application/grpc")
+        .body(StreamBody::new(futures_util::stream::iter(frames)))
+        .expect("valid response"))
+}
+
+/// A trailers-only gRPC error response.
+fn grpc_error(code: u8, message: &'static str) -> http::Response<UpstreamBody> {
+    http::Response::builder()
+        .header("content-type", "application/grpc")
+        .header("grpc-status", code.to_string())
+        .header("grpc-message", message)
+        .body(StreamBody::new(futures_util::stream::iter(Vec::new())))
+        .expect("valid response")
+}
+
+/// The proxy binary running as its own process, so its CPU time and memory can be read apart.
+struct ProxyProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ProxyProcess {
+    fn start(upstream: SocketAddr) -> Self {
+        let keygen = Command::new(PROXY_BIN).arg("keygen").output().expect("running keygen");
+        assert!(keygen.status.success(), "keygen failed");
+        let key_source = String::from_utf8(keygen.stdout).expect("keygen prints text");
+        let addr = unused_local_addr();
+        let child = Command::new(PROXY_BIN)
+            .args(["serve", "--listen", &addr.to_string(), "--upstream", &upstream.to_string()])
+            .args(["--key", &format!("bench={}", key_source.trim()), "--log", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {PROXY_BIN}: {error}"));
+        let proxy = Self { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "the proxy did not start listening on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        proxy
+    }
+
+    fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        status_kib(self.child.id(), field)
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free local port: the listener is dropped before the proxy binds it, which no one else races for here.
+fn unused_local_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free local port")
+}
+
+/// A `kB` line of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading /proc/<pid>/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("{field} missing from /proc/{pid}/status"))
+}
+
+/// Samples a process's VmRSS on a thread of its own and keeps the largest value.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                peak = peak.max(status_kib(pid, "VmRSS:"));
+                std::thread::sleep(RSS_SAMPLE_INTERVAL);
+            }
+            peak
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("RSS sampler")
+    }
+}
+
+/// Reads processes' CPU time (user + system, all threads) in clock ticks.
+struct CpuClock {
+    ticks_per_second: u64,
+}
+
+impl CpuClock {
+    fn new() -> Self {
+        // The tick is almost always 100 Hz; getconf reads the real value without a libc binding.
+        let ticks_per_second = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(100);
+        Self { ticks_per_second }
+    }
+
+    fn tick_ms(&self) -> u64 {
+        1000 / self.ticks_per_second
+    }
+
+    fn process_cpu(&self, pid: u32) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc/<pid>/stat");
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let after_name = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        Duration::from_secs_f64(ticks as f64 / self.ticks_per_second as f64)
+    }
+}
+
+/// A JSON order document of exactly `len` bytes.
+fn json_document(len: usize) -> Vec<u8> {
+    let mut json = r#"{"orderId":"order-00000001","status":"shipped","items":["#.to_owned();
+    let mut item = 0;
+    // Room for the longest item and the fixed `],"note":""}` tail.
+    let reserve = 64 + r#"],"note":""}"#.len();
+    while json.len() + reserve < len {
+        if item > 0 {
+            json.push(',');
+        }
+        json.push_str(&format!(r#"{{"sku":"SKU-{:06}","qty":{}}}"#, item * 104_729 % 1_000_000, item % 5 + 1));
+        item += 1;
+    }
+    json.push_str(r#"],"note":""#);
+    let filler = "shipping by ground; leave at the front desk ".chars().cycle();
+    json.extend(filler.take(len - json.len() - 2));
+    json.push_str(r#""}"#);
+    assert_eq!(json.len(), len);
+    json.into_bytes()
+}
+
+fn format_seconds(seconds: f64) -> String {
+    if seconds >= 1.0 {
+        format!("{seconds:.2} s")
+    } else if seconds >= 1e-3 {
+        format!("{:.2} ms", seconds * 1e3)
+    } else {
+        format!("{:.1} us", seconds * 1e6)
+    }
+}
+
+fn format_signed_seconds(seconds: f64) -> String {
+    let sign = if seconds < 0.0 { "-" } else { "+" };
+    format!("{sign}{}", format_seconds(seconds.abs()))
+}
+
+fn format_kib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}

@@ -10,6 +10,7 @@ use temporal_codec_proxy::payload::schema::PAYLOAD_TYPE;
 use temporal_codec_proxy::proxy::grpc_frame::{encode_frame, encode_frame_gzip};
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution, WorkflowType};
 use temporalio_protos::temporal::api::enums::v1::EventType;
+use temporalio_protos::temporal::api::history::v1::History;
 use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
@@ -23,7 +24,7 @@ use tower::ServiceExt as _;
 use zeroize::Zeroizing;
 
 use crate::relay::Relay;
-use crate::support::{FAULTS_NAMESPACE, TestProxy, dev_server, random_key, unique};
+use crate::support::{FAULTS_NAMESPACE, TestProxy, dev_server, random_key, raw_history_dev_server, unique};
 
 const START_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
 
@@ -87,7 +88,7 @@ async fn raw_call(address: &str, path: &str, extra_headers: &[(&str, &str)], bod
 }
 
 async fn started_event_input(address: &str, namespace: &str, workflow_id: &str) -> Result<Payload, Status> {
-    let history = client(address)
+    let response = client(address)
         .await
         .get_workflow_execution_history(GetWorkflowExecutionHistoryRequest {
             namespace: namespace.into(),
@@ -99,7 +100,14 @@ async fn started_event_input(address: &str, namespace: &str, workflow_id: &str) 
         })
         .await?
         .into_inner();
-    let event = history.history.unwrap().events.into_iter().next().unwrap();
+    let history = match response.history {
+        Some(history) if !history.events.is_empty() => history,
+        _ => {
+            let blob = response.raw_history.first().expect("a history or a raw history blob");
+            History::decode(blob.data.as_slice()).unwrap()
+        }
+    };
+    let event = history.events.into_iter().next().unwrap();
     assert_eq!(event.event_type(), EventType::WorkflowExecutionStarted);
     match event.attributes.unwrap() {
         Attributes::WorkflowExecutionStartedEventAttributes(started) => {
@@ -355,5 +363,40 @@ async fn deadlines_are_honoured_and_cancellation_reaches_the_upstream() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_history_blobs_are_decrypted() {
+    let server = raw_history_dev_server();
+    let proxy = TestProxy::start(&server.address, &[("raw-key", random_key())]).await;
+    let workflow_id = unique("raw-history");
+    client(&proxy.address())
+        .await
+        .start_workflow_execution(start_request(&workflow_id, json_payload("\"secret-raw\"")))
+        .await
+        .unwrap();
+    let raw = client(&server.address)
+        .await
+        .get_workflow_execution_history(GetWorkflowExecutionHistoryRequest {
+            namespace: FAULTS_NAMESPACE.into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: workflow_id.clone(),
+                run_id: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!raw.raw_history.is_empty(), "the server did not send raw history");
+    let stored = started_event_input(&server.address, FAULTS_NAMESPACE, &workflow_id)
+        .await
+        .unwrap();
+    assert_eq!(stored.metadata["encoding"], b"binary/encrypted");
+    let seen = started_event_input(&proxy.address(), FAULTS_NAMESPACE, &workflow_id)
+        .await
+        .unwrap();
+    assert_eq!(seen, json_payload("\"secret-raw\""));
     proxy.stop().await;
 }

@@ -55,10 +55,16 @@ pub struct DevServer {
 /// The dev server shared by every test of this binary, started on first use.
 pub fn dev_server() -> &'static DevServer {
     static SERVER: OnceLock<DevServer> = OnceLock::new();
-    SERVER.get_or_init(start_dev_server)
+    SERVER.get_or_init(|| start_dev_server(""))
 }
 
-fn start_dev_server() -> DevServer {
+/// A second dev server that answers history requests with serialized `raw_history` blobs.
+pub fn raw_history_dev_server() -> &'static DevServer {
+    static SERVER: OnceLock<DevServer> = OnceLock::new();
+    SERVER.get_or_init(|| start_dev_server("--dynamic-config-value frontend.sendRawWorkflowHistory=true"))
+}
+
+fn start_dev_server(extra_flags: &str) -> DevServer {
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
     let cli = temporal_cli();
@@ -72,7 +78,7 @@ fn start_dev_server() -> DevServer {
         "{cli} server start-dev --headless --ip 127.0.0.1 --port {port} --http-port {http} \
          --metrics-port {metrics} --db-filename '' --log-level error --namespace {FAULTS_NAMESPACE} \
          --dynamic-config-value frontend.rps=100000 \
-         --dynamic-config-value frontend.namespaceRPS=100000 & server=$!; \
+         --dynamic-config-value frontend.namespaceRPS=100000 {extra_flags} & server=$!; \
          while kill -0 {parent} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 1; done; kill $server",
         cli = cli.display(),
         http = free_port(),
