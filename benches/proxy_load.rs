@@ -90,8 +90,12 @@ fn main() {
         }
     };
 
-    println!("(a) closed loop, concurrency {CONCURRENCY}, {} s per target", SATURATION_TIME.as_secs());
-    let saturation = |runtime: &Runtime, target: &Target| runtime.block_on(closed_loop(target, &query, SATURATION_TIME));
+    println!(
+        "(a) closed loop, concurrency {CONCURRENCY}, {} s per target",
+        SATURATION_TIME.as_secs()
+    );
+    let saturation =
+        |runtime: &Runtime, target: &Target| runtime.block_on(closed_loop(target, &query, SATURATION_TIME));
     let direct_saturation = measure_phase(&runtime, &direct, &saturation);
     let proxied_saturation = measure_phase(&runtime, &proxied, &saturation);
     print_phase_header();
@@ -129,10 +133,16 @@ fn main() {
     let peak_rss = rss_sampler.stop();
     let after_rss = proxy.rss_kib();
 
-    println!("(c) proxy CPU time per proxied call (utime+stime from /proc/<pid>/stat, tick {} ms)", clock.tick_ms());
+    println!(
+        "(c) proxy CPU time per proxied call (utime+stime from /proc/<pid>/stat, tick {} ms)",
+        clock.tick_ms()
+    );
     println!("  closed loop, saturated: {}", proxied_saturation.proxy_cpu_per_call());
     for (label, rate, measured) in &open_loop_rows {
-        println!("  open loop, {rate:.0} calls/s ({label}): {}", measured.proxy_cpu_per_call());
+        println!(
+            "  open loop, {rate:.0} calls/s ({label}): {}",
+            measured.proxy_cpu_per_call()
+        );
     }
     println!("  target: below 40 us\n");
 
@@ -145,7 +155,10 @@ fn main() {
         format_kib(peak_rss)
     );
     println!("  idle after load:              {}", format_kib(after_rss));
-    println!("  peak (VmHWM):                 {}", format_kib(proxy.status_kib("VmHWM:")));
+    println!(
+        "  peak (VmHWM):                 {}",
+        format_kib(proxy.status_kib("VmHWM:"))
+    );
 }
 
 /// A load generator's connections to one target.
@@ -459,7 +472,13 @@ impl ProxyProcess {
         let key_source = String::from_utf8(keygen.stdout).expect("keygen prints text");
         let addr = unused_local_addr();
         let child = Command::new(PROXY_BIN)
-            .args(["serve", "--listen", &addr.to_string(), "--upstream", &upstream.to_string()])
+            .args([
+                "serve",
+                "--listen",
+                &addr.to_string(),
+                "--upstream",
+                &upstream.to_string(),
+            ])
             .args(["--key", &format!("bench={}", key_source.trim()), "--log", "warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -577,7 +596,11 @@ fn json_document(len: usize) -> Vec<u8> {
         if item > 0 {
             json.push(',');
         }
-        json.push_str(&format!(r#"{{"sku":"SKU-{:06}","qty":{}}}"#, item * 104_729 % 1_000_000, item % 5 + 1));
+        json.push_str(&format!(
+            r#"{{"sku":"SKU-{:06}","qty":{}}}"#,
+            item * 104_729 % 1_000_000,
+            item % 5 + 1
+        ));
         item += 1;
     }
     json.push_str(r#"],"note":""#);

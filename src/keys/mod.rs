@@ -150,3 +150,73 @@ pub fn generate_key_source() -> Result<Zeroizing<String>, KeySourceError> {
     aws_lc_rs::rand::fill(&mut material[..]).map_err(|_| KeySourceError::Random)?;
     Ok(Zeroizing::new(format!("base64:{}", STANDARD.encode(&material[..]))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "c2VjcmV0LWtleS1tYXRlcmlhbC10aGF0LW11c3Qtbm90LWxlYWs=";
+
+    #[test]
+    fn loads_every_source_kind_to_the_same_key() {
+        let key = [0x42u8; KEY_BYTES];
+        let dir = std::env::temp_dir().join(format!("tcp-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("raw.key"), key).unwrap();
+        std::fs::write(dir.join("text.key"), format!("{}\n", STANDARD.encode(key))).unwrap();
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::set_var("TCP_TEST_KEY_VAR", format!("hex:{}", hex::encode(key))) };
+        let specs = [
+            format!("a=base64:{}", STANDARD.encode(key)),
+            format!("b=hex:{}", hex::encode(key)),
+            format!("c=file:{}", dir.join("raw.key").display()),
+            format!("d=file:{}", dir.join("text.key").display()),
+            "e=env:TCP_TEST_KEY_VAR".to_owned(),
+        ];
+        for spec in &specs {
+            let parsed = KeySpec::parse(spec).unwrap();
+            assert_eq!(&parsed.load().unwrap()[..], &key[..], "{spec}");
+        }
+        let keyring = load_keyring(&specs).unwrap();
+        assert_eq!(keyring.active().id(), "a");
+        assert_eq!(keyring.ids().count(), 5);
+    }
+
+    #[test]
+    fn errors_name_the_key_id_but_never_the_material() {
+        let cases = [
+            format!("prod=base64:{SECRET}!!"),
+            format!("prod=hex:{SECRET}"),
+            format!("prod=base64:{SECRET}"),
+            format!("prod=rot13:{SECRET}"),
+            format!("prod{SECRET}"),
+        ];
+        for spec in &cases {
+            let error = load_keyring(std::slice::from_ref(spec)).unwrap_err().to_string();
+            assert!(!error.contains(SECRET), "{error}");
+            assert!(!error.contains("c2VjcmV0"), "{error}");
+        }
+        let error = load_keyring(&[format!("prod=base64:{SECRET}")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("prod") && error.contains("32 bytes"), "{error}");
+        let missing = load_keyring(&["prod=env:TCP_TEST_UNSET_VARIABLE".to_owned()]).unwrap_err();
+        assert!(missing.to_string().contains("TCP_TEST_UNSET_VARIABLE"));
+        let duplicate = format!("a=base64:{}", STANDARD.encode([1u8; KEY_BYTES]));
+        assert!(matches!(
+            load_keyring(&[duplicate.clone(), duplicate]),
+            Err(KeySourceError::Keyring(KeyringError::DuplicateId(_)))
+        ));
+        assert!(matches!(
+            load_keyring(&[]),
+            Err(KeySourceError::Keyring(KeyringError::NoKeys))
+        ));
+    }
+
+    #[test]
+    fn generated_keys_load() {
+        let source = generate_key_source().unwrap();
+        let keyring = load_keyring(&[format!("new={}", source.as_str())]).unwrap();
+        assert_eq!(keyring.active().id(), "new");
+    }
+}

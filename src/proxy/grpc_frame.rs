@@ -125,3 +125,78 @@ pub fn encode_frame_gzip(message: &[u8]) -> Bytes {
     frame.put_slice(&compressed);
     frame.freeze()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_identity_and_gzip_frames() {
+        let body = [encode_frame(b"first"), encode_frame_gzip(b"second")].concat();
+        let messages = decode_messages(&body, MessageEncoding::Gzip, 1024).unwrap();
+        assert_eq!(messages, vec![b"first".to_vec(), b"second".to_vec()]);
+        assert!(
+            decode_messages(&[], MessageEncoding::Identity, 1024)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn rejects_truncated_frames_bad_flags_and_undeclared_compression() {
+        let frame = encode_frame(b"message");
+        assert!(matches!(
+            decode_messages(&frame[..frame.len() - 1], MessageEncoding::Identity, 1024),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_messages(&[2, 0, 0, 0, 0], MessageEncoding::Identity, 1024),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_messages(&encode_frame_gzip(b"x"), MessageEncoding::Identity, 1024),
+            Err(FrameError::Malformed(_))
+        ));
+        let mut garbage = encode_frame(b"not gzip").to_vec();
+        garbage[0] = 1;
+        assert!(matches!(
+            decode_messages(&garbage, MessageEncoding::Gzip, 1024),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn limits_apply_to_declared_and_decompressed_sizes() {
+        assert!(matches!(
+            decode_messages(&encode_frame(&[0; 2048]), MessageEncoding::Identity, 1024),
+            Err(FrameError::TooLarge { limit: 1024 })
+        ));
+        // A small compressed frame that inflates past the limit (a gzip bomb) is refused.
+        let bomb = encode_frame_gzip(&vec![0; 1 << 20]);
+        assert!(bomb.len() < 64 * 1024);
+        assert!(matches!(
+            decode_messages(&bomb, MessageEncoding::Gzip, 64 * 1024),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert_eq!(
+            decode_messages(&encode_frame_gzip(&[7; 1024]), MessageEncoding::Gzip, 1024).unwrap(),
+            vec![vec![7; 1024]]
+        );
+    }
+
+    #[test]
+    fn unknown_message_encodings_are_unimplemented() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            MessageEncoding::from_headers(&headers).unwrap(),
+            MessageEncoding::Identity
+        );
+        headers.insert(GRPC_ENCODING, "gzip".parse().unwrap());
+        assert_eq!(MessageEncoding::from_headers(&headers).unwrap(), MessageEncoding::Gzip);
+        headers.insert(GRPC_ENCODING, "snappy".parse().unwrap());
+        assert_eq!(
+            MessageEncoding::from_headers(&headers).unwrap_err().code(),
+            Code::Unimplemented
+        );
+    }
+}

@@ -10,10 +10,13 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use temporal_codec_proxy::proxy::grpc_frame::{encode_frame, encode_frame_gzip};
 use tokio::net::TcpListener;
 
 /// Request header asking the upstream to fail with the configured status details.
 pub const FAIL_HEADER: &str = "x-echo-fail";
+/// Request header asking the upstream to gzip its response message.
+pub const GZIP_HEADER: &str = "x-echo-gzip";
 /// Prefix of the response headers that echo request headers.
 pub const ECHO_PREFIX: &str = "x-echoed-";
 
@@ -22,16 +25,17 @@ pub struct EchoUpstream {
 }
 
 impl EchoUpstream {
-    /// Starts the upstream; failing calls carry `status_details` as `grpc-status-details-bin`.
-    pub async fn start(status_details: Bytes) -> Self {
+    /// Starts the upstream: successful calls answer `response_message`, failing calls carry
+    /// `status_details` as `grpc-status-details-bin`.
+    pub async fn start(response_message: Bytes, status_details: Bytes) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let status_details = Arc::new(status_details);
+        let canned = Arc::new((response_message, status_details));
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let status_details = Arc::clone(&status_details);
+                let canned = Arc::clone(&canned);
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| respond(request, Arc::clone(&status_details)));
+                    let service = service_fn(move |request| respond(request, Arc::clone(&canned)));
                     let _ = http2::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -44,8 +48,9 @@ impl EchoUpstream {
 
 async fn respond(
     request: http::Request<hyper::body::Incoming>,
-    status_details: Arc<Bytes>,
+    canned: Arc<(Bytes, Bytes)>,
 ) -> Result<http::Response<tonic::body::Body>, Infallible> {
+    let (response_message, status_details) = &*canned;
     use base64::Engine as _;
     let (parts, body) = request.into_parts();
     let _ = body.collect().await;
@@ -59,12 +64,16 @@ async fn respond(
             .header("grpc-message", "query failed")
             .header(
                 "grpc-status-details-bin",
-                base64::engine::general_purpose::STANDARD_NO_PAD.encode(&*status_details),
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(status_details),
             )
             .body(tonic::body::Body::empty())
     } else {
-        // An empty message is a valid instance of every response type.
-        let frame = Bytes::from_static(&[0, 0, 0, 0, 0]);
+        let frame = if parts.headers.contains_key(GZIP_HEADER) {
+            response = response.header("grpc-encoding", "gzip");
+            encode_frame_gzip(response_message)
+        } else {
+            encode_frame(response_message)
+        };
         let mut trailers = http::HeaderMap::new();
         trailers.insert("grpc-status", "0".parse().unwrap());
         let body = Full::new(frame).with_trailers(async move { Some(Ok(trailers)) });

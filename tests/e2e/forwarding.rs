@@ -13,13 +13,13 @@ use temporalio_protos::grpc::health::v1::health_client::HealthClient;
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
 use temporalio_protos::temporal::api::errordetails::v1::QueryFailedFailure;
 use temporalio_protos::temporal::api::failure::v1::Failure;
-use temporalio_protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
+use temporalio_protos::temporal::api::workflowservice::v1::{QueryWorkflowResponse, StartWorkflowExecutionRequest};
 use tonic::Code;
 use tonic::transport::Endpoint;
 use tower::ServiceExt as _;
 use zeroize::Zeroizing;
 
-use crate::echo_upstream::{ECHO_PREFIX, EchoUpstream, FAIL_HEADER};
+use crate::echo_upstream::{ECHO_PREFIX, EchoUpstream, FAIL_HEADER, GZIP_HEADER};
 use crate::support::{TestProxy, dev_server, random_key};
 
 const QUERY_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/QueryWorkflow";
@@ -28,6 +28,11 @@ const START_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/S
 
 /// Sends one raw call and returns the response headers and trailers together.
 async fn call(address: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> http::HeaderMap {
+    call_with_body(address, path, headers, body).await.0
+}
+
+/// Sends one raw call and returns the response headers and trailers, and the body.
+async fn call_with_body(address: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> (http::HeaderMap, Bytes) {
     let channel = Endpoint::from_shared(format!("http://{address}"))
         .unwrap()
         .connect()
@@ -46,10 +51,11 @@ async fn call(address: &str, path: &str, headers: &[(&str, &str)], body: Bytes) 
         .await
         .unwrap();
     let (mut parts, body) = response.into_parts();
-    if let Some(trailers) = body.collect().await.unwrap().trailers() {
+    let collected = body.collect().await.unwrap();
+    if let Some(trailers) = collected.trailers() {
         parts.headers.extend(trailers.clone());
     }
-    parts.headers
+    (parts.headers, collected.to_bytes())
 }
 
 const METADATA: &[(&str, &str)] = &[
@@ -64,7 +70,8 @@ const METADATA: &[(&str, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_request_metadata_reaches_the_upstream() {
-    let upstream = EchoUpstream::start(Bytes::new()).await;
+    // An empty message is a valid instance of every response type.
+    let upstream = EchoUpstream::start(Bytes::new(), Bytes::new()).await;
     let proxy = TestProxy::start(&upstream.address.to_string(), &[("k", random_key())]).await;
     let start = StartWorkflowExecutionRequest {
         input: Some(Payloads {
@@ -127,7 +134,7 @@ async fn payloads_in_error_details_are_decrypted_and_the_rest_is_unchanged() {
     status.details[0].type_url = "type.googleapis.com/temporal.api.errordetails.v1.QueryFailedFailure".into();
     status.details[0].value = failure(encrypted).encode_to_vec();
 
-    let upstream = EchoUpstream::start(Bytes::from(status.encode_to_vec())).await;
+    let upstream = EchoUpstream::start(Bytes::new(), Bytes::from(status.encode_to_vec())).await;
     let proxy = TestProxy::start(&upstream.address.to_string(), &[("details-key", key)]).await;
     let headers = call(
         &proxy.address(),
@@ -165,5 +172,44 @@ async fn server_streaming_health_watch_passes_through() {
     let first = stream.message().await.unwrap().expect("a first health message");
     assert_eq!(first.status(), ServingStatus::Serving);
     drop(stream);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_responses_are_decompressed_and_decrypted() {
+    let key = random_key();
+    let writer = Codec::new(
+        Keyring::new([("gzip-key".to_owned(), Zeroizing::new(key.to_vec()))]).unwrap(),
+        EncryptionPolicy::default(),
+    );
+    let plaintext = QueryWorkflowResponse {
+        query_result: Some(Payloads {
+            payloads: vec![Payload {
+                metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),
+                data: b"\"secret-gzip-answer\"".to_vec(),
+                external_payloads: vec![],
+            }],
+        }),
+        ..Default::default()
+    };
+    let response_type = temporal_codec_proxy::payload::schema::method(QUERY_WORKFLOW)
+        .unwrap()
+        .response
+        .unwrap();
+    let encrypted = writer.encode(response_type, &plaintext.encode_to_vec()).unwrap();
+    let upstream = EchoUpstream::start(Bytes::from(encrypted), Bytes::new()).await;
+    let proxy = TestProxy::start(&upstream.address.to_string(), &[("gzip-key", key)]).await;
+    let (headers, body) = call_with_body(
+        &proxy.address(),
+        QUERY_WORKFLOW,
+        &[(GZIP_HEADER, "1"), ("grpc-accept-encoding", "gzip")],
+        encode_frame(&[]),
+    )
+    .await;
+    assert_eq!(headers["grpc-status"], "0", "{headers:?}");
+    // The proxy answers identity-encoded, which every client accepts.
+    assert!(headers.get("grpc-encoding").is_none(), "{headers:?}");
+    assert_eq!(body[0], 0);
+    assert_eq!(QueryWorkflowResponse::decode(&body[5..]).unwrap(), plaintext);
     proxy.stop().await;
 }
