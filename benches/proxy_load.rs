@@ -50,115 +50,171 @@ fn main() {
         .block_on(start_upstream(Arc::clone(&upstream_stats)))
         .expect("upstream listens");
     let proxy = ProxyProcess::start(upstream_addr);
-    let clock = CpuClock::new();
     let fresh_rss = proxy.rss_kib();
-
     let (direct, proxied) = runtime.block_on(async {
         tokio::join!(
             Target::connect("direct", upstream_addr),
             Target::connect("proxied", proxy.addr)
         )
     });
-    let query = QueryCall::new();
-    for target in [&direct, &proxied] {
-        runtime.block_on(closed_loop(target, &query, WARM_UP));
+    let bench = Bench {
+        runtime,
+        clock: CpuClock::new(),
+        query: QueryCall::new(),
+        proxy,
+        direct,
+        proxied,
+    };
+
+    for target in [&bench.direct, &bench.proxied] {
+        bench.run(target, Load::Closed(WARM_UP));
     }
     let encrypted_before = upstream_stats.encrypted_payloads.load(Ordering::Relaxed);
-    runtime.block_on(closed_loop(&proxied, &query, Duration::from_millis(100)));
+    bench.run(&bench.proxied, Load::Closed(Duration::from_millis(100)));
     assert!(
         upstream_stats.encrypted_payloads.load(Ordering::Relaxed) > encrypted_before,
         "payloads must reach the upstream encrypted through the proxy"
     );
-    let idle_rss = proxy.rss_kib();
+    let idle_rss = bench.proxy.rss_kib();
 
     println!(
         "QueryWorkflow with a {PAYLOAD_DATA_BYTES} B JSON payload, echoed back as the query result; \
          {CONNECTIONS} HTTP/2 connections per target; proxy pid {}",
-        proxy.child.id()
+        bench.proxy.child.id()
     );
-    println!("2 cores shared by load generator, upstream (this process) and proxy (its own process)\n");
-
-    let rss_sampler = RssSampler::start(proxy.child.id());
-    let measure_phase = |runtime: &Runtime, target: &Target, work: &dyn Fn(&Runtime, &Target) -> Phase| {
-        let proxy_cpu = clock.process_cpu(proxy.child.id());
-        let own_cpu = clock.process_cpu(std::process::id());
-        let phase = work(runtime, target);
-        Measured {
-            proxy_cpu: clock.process_cpu(proxy.child.id()) - proxy_cpu,
-            own_cpu: clock.process_cpu(std::process::id()) - own_cpu,
-            phase,
-        }
-    };
+    println!("2 cores shared by load generator + upstream (this process) and the proxy (its own process)\n");
 
     println!(
         "(a) closed loop, concurrency {CONCURRENCY}, {} s per target",
         SATURATION_TIME.as_secs()
     );
-    let saturation =
-        |runtime: &Runtime, target: &Target| runtime.block_on(closed_loop(target, &query, SATURATION_TIME));
-    let direct_saturation = measure_phase(&runtime, &direct, &saturation);
-    let proxied_saturation = measure_phase(&runtime, &proxied, &saturation);
-    print_phase_header();
-    print_phase("direct", &direct_saturation);
-    print_phase("proxied", &proxied_saturation);
+    let [direct_saturation, proxied_saturation] = bench.compare(Load::Closed(SATURATION_TIME));
     let direct_rate = direct_saturation.phase.rate();
-    println!(
-        "  proxied / direct throughput: {:.2}\n",
-        proxied_saturation.phase.rate() / direct_rate
-    );
+    let proxied_rate = proxied_saturation.phase.rate();
+    println!("  proxied / direct throughput: {:.2}\n", proxied_rate / direct_rate);
 
-    let half_rate = (direct_rate / 2.0).round();
-    let mut open_loop_rows = Vec::new();
-    for (label, rate) in [("half of direct saturation", half_rate), ("light load", LIGHT_RATE)] {
+    let open_loop_rates = [
+        ("half of direct saturation", (direct_rate / 2.0).round()),
+        ("half of proxied saturation", (proxied_rate / 2.0).round()),
+        ("light load", LIGHT_RATE),
+    ];
+    let mut open_loop_runs = Vec::new();
+    for (label, rate) in open_loop_rates {
         println!(
             "(b) open loop at {rate:.0} calls/s ({label}), {} s per target, latency from the scheduled send time",
             OPEN_LOOP_TIME.as_secs()
         );
-        let open = |runtime: &Runtime, target: &Target| open_loop(runtime, target, &query, rate, OPEN_LOOP_TIME);
-        let direct_open = measure_phase(&runtime, &direct, &open);
-        let proxied_open = measure_phase(&runtime, &proxied, &open);
-        print_phase_header();
-        print_phase("direct", &direct_open);
-        print_phase("proxied", &proxied_open);
+        let [direct_open, proxied_open] = bench.compare(Load::Open {
+            rate,
+            duration: OPEN_LOOP_TIME,
+        });
         let added = |quantile| {
             proxied_open.phase.latency(quantile).as_secs_f64() - direct_open.phase.latency(quantile).as_secs_f64()
         };
         println!(
-            "  added by the proxy: p50 {}, p99 {} (targets at half of direct saturation: p50 <= 100 us, p99 <= 1 ms)\n",
+            "  added by the proxy: p50 {}, p99 {}\n",
             format_signed_seconds(added(0.50)),
             format_signed_seconds(added(0.99))
         );
-        open_loop_rows.push((label, rate, proxied_open));
+        open_loop_runs.push((label, rate, proxied_open));
     }
-    let peak_rss = rss_sampler.stop();
-    let after_rss = proxy.rss_kib();
+    println!("  targets at half of direct saturation: added p50 <= 100 us, added p99 <= 1 ms\n");
 
     println!(
-        "(c) proxy CPU time per proxied call (utime+stime from /proc/<pid>/stat, tick {} ms)",
-        clock.tick_ms()
+        "(c) proxy CPU time per successful proxied call (utime+stime from /proc/<pid>/stat, tick {} ms)",
+        bench.clock.tick_ms()
     );
-    println!("  closed loop, saturated: {}", proxied_saturation.proxy_cpu_per_call());
-    for (label, rate, measured) in &open_loop_rows {
+    println!(
+        "  closed loop, saturated:                 {}",
+        proxied_saturation.proxy_cpu_per_call()
+    );
+    for (label, rate, measured) in &open_loop_runs {
         println!(
-            "  open loop, {rate:.0} calls/s ({label}): {}",
+            "  open loop, {:<28} {}",
+            format!("{rate:.0} calls/s ({label}):"),
             measured.proxy_cpu_per_call()
         );
     }
     println!("  target: below 40 us\n");
 
+    let load_peak = [&proxied_saturation]
+        .into_iter()
+        .chain(open_loop_runs.iter().map(|(_, _, measured)| measured))
+        .map(|measured| measured.proxy_rss_peak)
+        .max()
+        .unwrap_or_default();
     println!("(d) proxy resident memory (VmRSS from /proc/<pid>/status)");
-    println!("  just started:                 {}", format_kib(fresh_rss));
-    println!("  idle after warm-up:           {}", format_kib(idle_rss));
+    println!("  just started:                       {}", format_kib(fresh_rss));
+    println!("  idle, connected, after warm-up:     {}", format_kib(idle_rss));
     println!(
         "  under load (max of samples every {} ms): {}",
         RSS_SAMPLE_INTERVAL.as_millis(),
-        format_kib(peak_rss)
+        format_kib(load_peak)
     );
-    println!("  idle after load:              {}", format_kib(after_rss));
     println!(
-        "  peak (VmHWM):                 {}",
-        format_kib(proxy.status_kib("VmHWM:"))
+        "  idle after all load:                {}",
+        format_kib(bench.proxy.rss_kib())
     );
+    println!(
+        "  peak (VmHWM):                       {}",
+        format_kib(bench.proxy.status_kib("VmHWM:"))
+    );
+}
+
+/// How calls are offered to a target.
+#[derive(Clone, Copy)]
+enum Load {
+    /// [`CONCURRENCY`] callers, each starting its next call when the last one returns.
+    Closed(Duration),
+    /// Calls started at a fixed rate whatever the target's answers.
+    Open { rate: f64, duration: Duration },
+}
+
+/// The load generator, the upstream and the proxy process, connected.
+struct Bench {
+    runtime: Runtime,
+    clock: CpuClock,
+    query: Arc<QueryCall>,
+    proxy: ProxyProcess,
+    direct: Target,
+    proxied: Target,
+}
+
+impl Bench {
+    /// Runs `load` direct, then through the proxy, and prints both.
+    fn compare(&self, load: Load) -> [Measured; 2] {
+        let direct = self.measure(&self.direct, load);
+        let proxied = self.measure(&self.proxied, load);
+        print_phase_header();
+        print_phase("direct", &direct, false);
+        print_phase("proxied", &proxied, true);
+        [direct, proxied]
+    }
+
+    /// Runs `load` against `target` and reads the CPU time and memory it took.
+    fn measure(&self, target: &Target, load: Load) -> Measured {
+        // Work left over from the phase before (the proxy releasing cancelled calls) must
+        // not be counted against this one.
+        std::thread::sleep(SETTLE_TIME);
+        let proxy_pid = self.proxy.child.id();
+        let rss_sampler = RssSampler::start(proxy_pid);
+        let proxy_cpu = self.clock.process_cpu(proxy_pid);
+        let own_cpu = self.clock.process_cpu(std::process::id());
+        let phase = self.run(target, load);
+        Measured {
+            proxy_cpu: self.clock.process_cpu(proxy_pid) - proxy_cpu,
+            own_cpu: self.clock.process_cpu(std::process::id()) - own_cpu,
+            proxy_rss_peak: rss_sampler.stop(),
+            phase,
+        }
+    }
+
+    fn run(&self, target: &Target, load: Load) -> Phase {
+        match load {
+            Load::Closed(duration) => self.runtime.block_on(closed_loop(target, &self.query, duration)),
+            Load::Open { rate, duration } => open_loop(&self.runtime, target, &self.query, rate, duration),
+        }
+    }
 }
 
 /// A load generator's connections to one target.

@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import json
+import os
 import uuid
 from datetime import timedelta
 
@@ -29,15 +30,19 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--address", required=True, help="the proxy's address")
     parser.add_argument("--workflow-id", default=f"demo-{uuid.uuid4().hex[:8]}")
+    parser.add_argument("--task-queue", default="demo")
     args = parser.parse_args()
     client = await Client.connect(args.address)
     order = {"customer": "Ada Lovelace", "card": "4111 1111 1111 1111", "amount": "42.00 EUR"}
-    async with Worker(client, task_queue="demo", workflows=[GreetingWorkflow], activities=[compose_greeting]):
+    async with Worker(client, task_queue=args.task_queue, workflows=[GreetingWorkflow], activities=[compose_greeting]):
         result = await client.execute_workflow(
-            GreetingWorkflow.run, order, id=args.workflow_id, task_queue="demo"
+            GreetingWorkflow.run, order, id=args.workflow_id, task_queue=args.task_queue
         )
-    print(json.dumps({"workflow_id": args.workflow_id, "input": order, "result": result}))
+    print(json.dumps({"workflow_id": args.workflow_id, "input": order, "result": result}), flush=True)
 
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # The SDK's native runtime can abort during interpreter shutdown
+    # (temporalio/sdk-python#300); everything is done and flushed by now.
+    os._exit(0)

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use axum::http::HeaderValue;
+
 use crate::codec::EncryptionPolicy;
+use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS};
 
 /// Default limit on one gRPC message, as the Temporal SDKs set it: large history pages fit.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
@@ -83,6 +86,40 @@ pub struct ServeArgs {
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_ENCRYPT_OPERATOR_DATA", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub encrypt_operator_data: bool,
 
+    /// Address of the codec-server HTTP API (`/encode`, `/decode`) for the Web UI and CLI.
+    #[arg(
+        long,
+        env = "TEMPORAL_CODEC_PROXY_CODEC_LISTEN",
+        default_value = "127.0.0.1:8081",
+        value_name = "HOST:PORT"
+    )]
+    pub codec_listen: SocketAddr,
+
+    /// An origin allowed to call the codec server from a browser (repeatable). Defaults to
+    /// the self-hosted Web UI, the dev server's UI and Temporal Cloud's UI.
+    #[arg(
+        long = "codec-cors-origin",
+        env = "TEMPORAL_CODEC_PROXY_CODEC_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_values_t = DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()),
+        value_name = "ORIGIN"
+    )]
+    pub codec_cors_origins: Vec<String>,
+
+    /// Largest request body the codec server reads, in bytes.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
+    pub codec_max_body_bytes: usize,
+
+    /// How codec-server callers are authenticated. `none` is refused on a non-loopback
+    /// address unless --codec-allow-unauthenticated-decryption is given.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_AUTH", value_enum, default_value_t = CodecAuth::None)]
+    pub codec_auth: CodecAuth,
+
+    /// Serve /decode without authentication on a non-loopback address: anyone who can reach
+    /// it can read every payload. Only for networks where something else guards the port.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_ALLOW_UNAUTHENTICATED_DECRYPTION")]
+    pub codec_allow_unauthenticated_decryption: bool,
+
     /// On SIGTERM or SIGINT, how long calls in flight may take to finish before their
     /// connections are closed.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
@@ -93,7 +130,41 @@ pub struct ServeArgs {
     pub log: String,
 }
 
+/// Authentication of codec-server callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CodecAuth {
+    /// No authentication: only for loopback, or behind something that authenticates.
+    None,
+}
+
 impl ServeArgs {
+    /// The codec server's settings, refusing an unauthenticated non-loopback listener.
+    pub fn codec_server(&self) -> Result<CodecServerSettings, String> {
+        if self.codec_auth == CodecAuth::None
+            && !self.codec_listen.ip().is_loopback()
+            && !self.codec_allow_unauthenticated_decryption
+        {
+            return Err(format!(
+                "refusing to serve the codec server without authentication on {}: anyone who reaches it could \
+                 decrypt every payload. Use --codec-auth jwt, listen on loopback, or pass \
+                 --codec-allow-unauthenticated-decryption if something else guards the port",
+                self.codec_listen
+            ));
+        }
+        let cors_origins = self
+            .codec_cors_origins
+            .iter()
+            .map(|origin| {
+                HeaderValue::from_str(origin.trim_end_matches('/'))
+                    .map_err(|_| format!("--codec-cors-origin {origin:?} is not a valid origin"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(CodecServerSettings {
+            cors_origins,
+            max_body_bytes: self.codec_max_body_bytes,
+        })
+    }
+
     /// The upstream address from the flag, its variable, or TEMPORAL_ADDRESS.
     pub fn upstream(&self) -> Result<String, String> {
         self.upstream
@@ -140,6 +211,46 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5h").is_err());
+    }
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["temporal-codec-proxy", "serve", "--key", "k=base64:AAAA"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => args,
+            Command::Keygen => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn unauthenticated_codec_server_is_refused_off_loopback_unless_allowed() {
+        assert!(serve_args(&[]).codec_server().is_ok());
+        let error = serve_args(&["--codec-listen", "0.0.0.0:8081"])
+            .codec_server()
+            .unwrap_err();
+        assert!(error.contains("--codec-allow-unauthenticated-decryption"), "{error}");
+        assert!(
+            serve_args(&[
+                "--codec-listen",
+                "0.0.0.0:8081",
+                "--codec-allow-unauthenticated-decryption"
+            ])
+            .codec_server()
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn cors_origins_default_to_the_temporal_uis() {
+        let settings = serve_args(&[]).codec_server().unwrap();
+        assert_eq!(settings.cors_origins.len(), 3);
+        let settings = serve_args(&["--codec-cors-origin", "https://ui.example.com/"])
+            .codec_server()
+            .unwrap();
+        assert_eq!(
+            settings.cors_origins,
+            vec![HeaderValue::from_static("https://ui.example.com")]
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the server and decrypts it on its way back.
 
 pub mod codec;
+pub mod codec_server;
 pub mod config;
 pub mod keys;
 pub mod payload;

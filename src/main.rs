@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Parser as _;
 use temporal_codec_proxy::codec::Codec;
 use temporal_codec_proxy::config::{Cli, Command, ServeArgs};
-use temporal_codec_proxy::{keys, proxy};
+use temporal_codec_proxy::{codec_server, keys, proxy};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -50,13 +50,14 @@ fn init_logging(filter: &str) {
 
 async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let upstream_name = args.upstream()?;
+    let codec_server_settings = args.codec_server()?;
     let keyring = keys::load_keyring(&args.keys)?;
     let active_key = keyring.active().id().to_owned();
     let key_count = keyring.ids().count();
     let codec = Arc::new(Codec::new(keyring, args.policy()));
     let channel = proxy::upstream::connect_lazy(&upstream_name)?;
     let forwarder = Arc::new(proxy::Forwarder::new(
-        codec,
+        Arc::clone(&codec),
         channel,
         upstream_name.clone(),
         args.max_message_bytes,
@@ -71,9 +72,16 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         keys = key_count,
         "proxying gRPC calls"
     );
+    let codec_server = codec_server::start(args.codec_listen, codec_server::router(codec, &codec_server_settings))
+        .await
+        .map_err(|error| format!("cannot listen on {} for the codec server: {error}", args.codec_listen))?;
+    tracing::info!(listen = %codec_server.local_addr(), auth = ?args.codec_auth, "serving the codec-server API");
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections, finishing calls in flight");
-    listener.shutdown(args.shutdown_grace).await;
+    tokio::join!(
+        listener.shutdown(args.shutdown_grace),
+        codec_server.shutdown(args.shutdown_grace)
+    );
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! End-to-end tests: real SDK workers and clients, a real Temporal dev server, the proxy between.
 
+mod codec_server;
 mod echo_upstream;
 mod faults;
 mod forwarding;

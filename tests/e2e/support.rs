@@ -6,7 +6,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use http::HeaderValue;
 use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
+use temporal_codec_proxy::codec_server::{self, CodecServerSettings, RunningCodecServer};
 use temporal_codec_proxy::proxy::{self, Forwarder, RunningListener};
 use zeroize::Zeroizing;
 
@@ -119,12 +121,17 @@ fn start_dev_server(extra_flags: &str) -> DevServer {
     }
 }
 
-/// A proxy running inside the test process.
+/// A proxy running inside the test process: the gRPC listener and the codec server.
 pub struct TestProxy {
     pub address: SocketAddr,
+    pub codec_address: SocketAddr,
     pub codec: Arc<Codec>,
     listener: RunningListener,
+    codec_server: RunningCodecServer,
 }
+
+/// Browser origins the test codec servers allow.
+pub const TEST_CORS_ORIGINS: &[&str] = &["http://ui.example.test", "http://localhost:8233"];
 
 impl TestProxy {
     pub async fn start(upstream: &str, keys: &[(&str, [u8; 32])]) -> Self {
@@ -146,11 +153,27 @@ impl TestProxy {
             max_message_bytes,
         ));
         let listener = proxy::start("127.0.0.1:0".parse().unwrap(), forwarder).await.unwrap();
+        let settings = CodecServerSettings {
+            cors_origins: TEST_CORS_ORIGINS.iter().map(|o| HeaderValue::from_static(o)).collect(),
+            max_body_bytes: 1024 * 1024,
+        };
+        let codec_server = codec_server::start(
+            "127.0.0.1:0".parse().unwrap(),
+            codec_server::router(Arc::clone(&codec), &settings),
+        )
+        .await
+        .unwrap();
         Self {
             address: listener.local_addr(),
+            codec_address: codec_server.local_addr(),
             codec,
             listener,
+            codec_server,
         }
+    }
+
+    pub fn codec_url(&self) -> String {
+        format!("http://{}", self.codec_address)
     }
 
     pub fn address(&self) -> String {
@@ -159,6 +182,7 @@ impl TestProxy {
 
     pub async fn stop(self) {
         self.listener.shutdown(Duration::from_secs(5)).await;
+        self.codec_server.shutdown(Duration::from_secs(5)).await;
     }
 }
 

@@ -1,0 +1,150 @@
+//! `POST …/encode` and `POST …/decode`: payloads in the protobuf JSON mapping, in and out.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use prost::Message as _;
+use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
+
+use super::error::ApiError;
+use crate::codec::Codec;
+use crate::payload::WalkError;
+use crate::payload::schema::PAYLOAD_TYPE;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub codec: Arc<Codec>,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Encode,
+    Decode,
+}
+
+/// Routes by the last path segment only, as the codec-server protocol asks: `/decode`,
+/// `/{namespace}/decode` and `/decode?preserveStorageRefs=true` are the same endpoint.
+pub async fn dispatch(State(state): State<ApiState>, request: Request) -> Response {
+    let operation = match request.uri().path().trim_end_matches('/').rsplit('/').next() {
+        Some("encode") => Operation::Encode,
+        Some("decode") => Operation::Decode,
+        _ => {
+            return ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not found: the codec server serves POST /encode and POST /decode",
+            )
+            .into_response();
+        }
+    };
+    if request.method() != Method::POST {
+        let mut response = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not allowed here; use POST", request.method()),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST, OPTIONS"));
+        return response;
+    }
+    match handle(&state, operation, request).await {
+        Ok(payloads) => Json(payloads).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle(state: &ApiState, operation: Operation, request: Request) -> Result<Payloads, ApiError> {
+    let (parts, body) = request.into_parts();
+    require_json(&parts.headers)?;
+    let namespace = parts
+        .headers
+        .get("x-namespace")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let body = read_body(body, state.max_body_bytes).await?;
+    let payloads: Payloads = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("request body is not a Payloads JSON object: {error}"),
+        )
+    })?;
+    let codec = Arc::clone(&state.codec);
+    let count = payloads.payloads.len();
+    let result = tokio::task::spawn_blocking(move || transform(&codec, operation, payloads))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "payload processing was interrupted"))?;
+    tracing::debug!(
+        ?operation,
+        namespace,
+        payloads = count,
+        ok = result.is_ok(),
+        "codec request"
+    );
+    result
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("content type must be application/json, not {content_type:?}"),
+        ))
+    }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes (--codec-max-body-bytes)"),
+        )),
+        Err(error) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("request body could not be read: {error}"),
+        )),
+    }
+}
+
+fn transform(codec: &Codec, operation: Operation, payloads: Payloads) -> Result<Payloads, ApiError> {
+    let mut out = Vec::with_capacity(payloads.payloads.len());
+    for payload in payloads.payloads {
+        let bytes = payload.encode_to_vec();
+        let rewritten = match operation {
+            Operation::Encode => codec.encode(PAYLOAD_TYPE, &bytes),
+            Operation::Decode => codec.decode(PAYLOAD_TYPE, &bytes),
+        }
+        .map_err(codec_error)?;
+        out.push(Payload::decode(rewritten.as_slice()).map_err(|error| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("a decrypted payload is not a valid Payload message: {error}"),
+            )
+        })?);
+    }
+    Ok(Payloads { payloads: out })
+}
+
+fn codec_error(error: WalkError) -> ApiError {
+    match error {
+        WalkError::Authentication { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()),
+        WalkError::Encryption => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+        WalkError::Malformed(_) | WalkError::TooDeep | WalkError::UserMetadataTooLarge { .. } => {
+            ApiError::new(StatusCode::BAD_REQUEST, error.to_string())
+        }
+    }
+}

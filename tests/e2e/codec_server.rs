@@ -1,0 +1,288 @@
+//! The codec-server HTTP API: encode/decode, routing, bad input, CORS, and the real CLI.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{TestProxy, dev_server, python, random_key, repo_root, run_program, temporal_cli, unique};
+
+/// `"secret-codec"` as a json/plain payload in the protobuf JSON mapping.
+fn plaintext_payload(text: &str) -> Value {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    json!({"metadata": {"encoding": b64(b"json/plain")}, "data": b64(format!("\"{text}\"").as_bytes())})
+}
+
+async fn post(url: &str, body: &Value) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-namespace", "default")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+fn encoding_of(payload: &Value) -> String {
+    use base64::Engine as _;
+    let encoded = payload["metadata"]["encoding"].as_str().unwrap();
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encode_then_decode_round_trips_on_every_route_form() {
+    let proxy = TestProxy::start("127.0.0.1:1", &[("codec-key", random_key())]).await;
+    let base = proxy.codec_url();
+    let originals = json!({"payloads": [plaintext_payload("secret-a"), plaintext_payload("secret-b"), plaintext_payload("secret-c")]});
+    let (status, encoded) = post(&format!("{base}/encode"), &originals).await;
+    assert_eq!(status, StatusCode::OK, "{encoded}");
+    let payloads = encoded["payloads"].as_array().unwrap();
+    assert_eq!(payloads.len(), 3);
+    for payload in payloads {
+        assert_eq!(encoding_of(payload), "binary/encrypted");
+        assert!(!payload.to_string().contains("secret"));
+    }
+    for route in [
+        "/decode",
+        "/default/decode",
+        "/decode?preserveStorageRefs=true",
+        "/api/v1/default/decode/",
+    ] {
+        let (status, decoded) = post(&format!("{base}{route}"), &encoded).await;
+        assert_eq!(status, StatusCode::OK, "{route}: {decoded}");
+        assert_eq!(decoded, originals, "{route}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_json_errors_with_the_right_status() {
+    let proxy = TestProxy::start("127.0.0.1:1", &[("held-key", random_key())]).await;
+    let base = proxy.codec_url();
+    let client = reqwest::Client::new();
+    let check = |status: StatusCode, body: Value, expected: StatusCode, what: &str| {
+        assert_eq!(status, expected, "{what}: {body}");
+        assert_eq!(body["error"]["status"], expected.as_u16(), "{what}: {body}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty(), "{what}");
+    };
+
+    let response = client
+        .post(format!("{base}/decode"))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    check(
+        response.status(),
+        response.json().await.unwrap(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "text/plain",
+    );
+
+    let response = client
+        .post(format!("{base}/decode"))
+        .header("content-type", "application/json")
+        .body("{\"payloads\": [")
+        .send()
+        .await
+        .unwrap();
+    check(
+        response.status(),
+        response.json().await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "truncated JSON",
+    );
+
+    let (status, body) = post(
+        &format!("{base}/decode"),
+        &json!({"payloads": [{"data": "!!not base64!!"}]}),
+    )
+    .await;
+    check(status, body, StatusCode::BAD_REQUEST, "bad base64");
+
+    let big = json!({"payloads": [plaintext_payload(&"x".repeat(2 * 1024 * 1024))]});
+    let (status, body) = post(&format!("{base}/encode"), &big).await;
+    check(status, body, StatusCode::PAYLOAD_TOO_LARGE, "over the body limit");
+
+    let (_, mut encoded) = post(
+        &format!("{base}/encode"),
+        &json!({"payloads": [plaintext_payload("secret-t")]}),
+    )
+    .await;
+    let data = encoded["payloads"][0]["data"].as_str().unwrap().to_owned();
+    let tampered = format!("{}{}", if data.starts_with('A') { "B" } else { "A" }, &data[1..]);
+    encoded["payloads"][0]["data"] = json!(tampered);
+    let (status, body) = post(&format!("{base}/decode"), &encoded).await;
+    check(status, body.clone(), StatusCode::UNPROCESSABLE_ENTITY, "tampered");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("held-key"),
+        "{body}"
+    );
+
+    let foreign_writer = TestProxy::start("127.0.0.1:1", &[("other-key", random_key())]).await;
+    let (_, foreign) = post(
+        &format!("{}/encode", foreign_writer.codec_url()),
+        &json!({"payloads": [plaintext_payload("theirs")]}),
+    )
+    .await;
+    foreign_writer.stop().await;
+    let (status, passed) = post(&format!("{base}/decode"), &foreign).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        passed, foreign,
+        "payloads under keys the server does not hold come back unchanged"
+    );
+
+    let response = client.get(format!("{base}/decode")).send().await.unwrap();
+    check(
+        response.status(),
+        response.json().await.unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "GET",
+    );
+    let response = client.post(format!("{base}/other")).send().await.unwrap();
+    check(
+        response.status(),
+        response.json().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "unknown path",
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_allowed_origins_only_including_on_errors() {
+    let proxy = TestProxy::start("127.0.0.1:1", &[("k", random_key())]).await;
+    let url = format!("{}/decode?preserveStorageRefs=true", proxy.codec_url());
+    let client = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,x-namespace,authorization",
+            )
+            .send()
+    };
+    let allowed = preflight("http://ui.example.test").await.unwrap();
+    assert!(allowed.status().is_success(), "{allowed:?}");
+    let headers = allowed.headers();
+    assert_eq!(headers["access-control-allow-origin"], "http://ui.example.test");
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    let allowed_headers = headers["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    for header in ["content-type", "x-namespace", "authorization"] {
+        assert!(allowed_headers.contains(header), "{allowed_headers}");
+    }
+    assert!(
+        headers["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+
+    let refused = preflight("https://evil.example.com").await.unwrap();
+    assert!(
+        refused.headers().get("access-control-allow-origin").is_none(),
+        "{refused:?}"
+    );
+
+    let body = json!({"payloads": [plaintext_payload("x")]});
+    for (origin, expect_cors) in [("http://localhost:8233", true), ("https://evil.example.com", false)] {
+        let actual = client
+            .post(&url)
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(actual.status(), StatusCode::OK);
+        assert_eq!(
+            actual.headers().get("access-control-allow-origin").is_some(),
+            expect_cors,
+            "{origin}"
+        );
+        let error = client
+            .post(&url)
+            .header("origin", origin)
+            .header("content-type", "text/plain")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(
+            error.headers().get("access-control-allow-origin").is_some(),
+            expect_cors,
+            "error, {origin}"
+        );
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporal_cli_shows_plaintext_through_the_codec_endpoint() {
+    let server = dev_server();
+    let proxy = TestProxy::start(&server.address, &[("cli-key", random_key())]).await;
+    let workflow_id = unique("cli");
+    run_program(
+        &python(),
+        &[
+            "scripts/demo_workflow.py".into(),
+            "--address".into(),
+            proxy.address(),
+            "--workflow-id".into(),
+            workflow_id.clone(),
+            "--task-queue".into(),
+            unique("cli-tq"),
+        ],
+        &repo_root(),
+        Duration::from_secs(120),
+    )
+    .await;
+    let stored = workflow_show_json(&server.address, &workflow_id, None).await;
+    assert!(!stored.contains("Ada Lovelace"));
+    let decoded = workflow_show_json(&server.address, &workflow_id, Some(proxy.codec_url())).await;
+    let payload_text = |event_field: &str, payload_field: &str| {
+        let history: Value = serde_json::from_str(&decoded).unwrap();
+        let event = history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|event| event.get(event_field))
+            .unwrap_or_else(|| panic!("no {event_field} in {decoded}"));
+        let data = event[payload_field]["payloads"][0]["data"].as_str().unwrap();
+        use base64::Engine as _;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap()
+    };
+    assert!(payload_text("workflowExecutionStartedEventAttributes", "input").contains("Ada Lovelace"));
+    assert!(payload_text("workflowExecutionCompletedEventAttributes", "result").contains("was charged 42.00 EUR"));
+    proxy.stop().await;
+}
+
+/// `temporal workflow show --output json`, optionally decoding through a codec endpoint.
+async fn workflow_show_json(server: &str, workflow_id: &str, codec_endpoint: Option<String>) -> String {
+    let mut args: Vec<String> = [
+        "workflow",
+        "show",
+        "--workflow-id",
+        workflow_id,
+        "--address",
+        server,
+        "--output",
+        "json",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(endpoint) = codec_endpoint {
+        args.extend(["--codec-endpoint".to_owned(), endpoint]);
+    }
+    run_program(&temporal_cli(), &args, &repo_root(), Duration::from_secs(60)).await
+}
