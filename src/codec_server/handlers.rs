@@ -12,6 +12,7 @@ use prost::Message as _;
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
 
 use super::error::ApiError;
+use crate::auth::{Access, AuthError, Authenticator};
 use crate::codec::Codec;
 use crate::payload::WalkError;
 use crate::payload::schema::PAYLOAD_TYPE;
@@ -21,6 +22,8 @@ use crate::payload::schema::PAYLOAD_TYPE;
 pub struct ApiState {
     pub codec: Arc<Codec>,
     pub max_body_bytes: usize,
+    /// `None`: every caller may decrypt (loopback or otherwise guarded deployments).
+    pub authenticator: Option<Arc<Authenticator>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +71,16 @@ async fn handle(state: &ApiState, operation: Operation, request: Request) -> Res
         .get("x-namespace")
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
+    let access = match &state.authenticator {
+        None => Access::Decrypt,
+        Some(authenticator) => {
+            let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            authenticator
+                .authorize(authorization, namespace)
+                .await
+                .map_err(auth_error)?
+        }
+    };
     let body = read_body(body, state.max_body_bytes).await?;
     let payloads: Payloads = serde_json::from_slice(&body).map_err(|error| {
         ApiError::new(
@@ -75,6 +88,15 @@ async fn handle(state: &ApiState, operation: Operation, request: Request) -> Res
             format!("request body is not a Payloads JSON object: {error}"),
         )
     })?;
+    if operation == Operation::Decode && access == Access::Encrypted {
+        // As Temporal's own codec server does: an authenticated user without a role on the
+        // namespace gets the payloads back as they are, still encrypted.
+        tracing::debug!(
+            namespace,
+            "caller may not decrypt in this namespace; payloads left encrypted"
+        );
+        return Ok(payloads);
+    }
     let codec = Arc::clone(&state.codec);
     let count = payloads.payloads.len();
     let result = tokio::task::spawn_blocking(move || transform(&codec, operation, payloads))
@@ -137,6 +159,16 @@ fn transform(codec: &Codec, operation: Operation, payloads: Payloads) -> Result<
         })?);
     }
     Ok(Payloads { payloads: out })
+}
+
+fn auth_error(error: AuthError) -> ApiError {
+    match error {
+        AuthError::Token(error) => ApiError::new(StatusCode::UNAUTHORIZED, error.to_string()),
+        AuthError::Roles(error) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("permissions could not be checked: {error}"),
+        ),
+    }
 }
 
 fn codec_error(error: WalkError) -> ApiError {

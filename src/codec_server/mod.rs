@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::auth::Authenticator;
 use crate::codec::Codec;
 pub use handlers::ApiState;
 
@@ -25,10 +26,11 @@ pub const DEFAULT_CORS_ORIGINS: &[&str] = &[
 ];
 
 /// Settings of the codec-server listener.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CodecServerSettings {
     pub cors_origins: Vec<HeaderValue>,
     pub max_body_bytes: usize,
+    pub authenticator: Option<Arc<Authenticator>>,
 }
 
 /// The router: every path goes to the dispatcher, wrapped in CORS so error answers carry
@@ -49,6 +51,7 @@ pub fn router(codec: Arc<Codec>, settings: &CodecServerSettings) -> Router {
         .with_state(ApiState {
             codec,
             max_body_bytes: settings.max_body_bytes,
+            authenticator: settings.authenticator.clone(),
         })
         .layer(cors)
 }

@@ -404,3 +404,26 @@ fn every_rpc_has_an_entry_and_the_payload_rpcs_are_found() {
         schema::method("/temporal.api.workflowservice.v1.WorkflowService/RecordActivityTaskHeartbeatById").unwrap();
     assert_eq!(heartbeat.namespace_field, Some(1));
 }
+
+#[test]
+fn non_minimal_varints_survive_byte_for_byte() {
+    let codec = codec(encrypt_everything());
+    let payloads = schema::PAYLOADS_TYPE;
+    // Found by fuzzing: a two-byte tag, and a two-byte length, around an empty payload.
+    for message in [&[0x8a, 0x00, 0x00][..], &[0x0a, 0x80, 0x00][..]] {
+        let encoded = codec.encode(payloads, message).unwrap();
+        assert_eq!(encoded, message, "{message:02x?}");
+        assert_eq!(codec.decode(payloads, &encoded).unwrap(), message, "{message:02x?}");
+    }
+    // Around a payload that is encrypted, the tag keeps its bytes; the length of rewritten
+    // content is written anew, minimally.
+    let payload = json("\"secret-varint\"").encode_to_vec();
+    let mut message = vec![0x8a, 0x00, payload.len() as u8 | 0x80, 0x00];
+    message.extend_from_slice(&payload);
+    let encoded = codec.encode(payloads, &message).unwrap();
+    assert!(!contains(&encoded, b"secret-varint"));
+    assert_eq!(&encoded[..2], &[0x8a, 0x00]);
+    let mut minimal = vec![0x8a, 0x00, payload.len() as u8];
+    minimal.extend_from_slice(&payload);
+    assert_eq!(codec.decode(payloads, &encoded).unwrap(), minimal);
+}

@@ -3,7 +3,7 @@
 use super::WalkError;
 use super::schema::{self, FieldClass, MessageIndex, MessageKind};
 use super::view::{PAYLOAD_DATA, PayloadView};
-use super::wire::{FieldReader, WIRE_LEN, WIRE_VARINT, write_length_prefixed, write_tag};
+use super::wire::{FieldReader, WIRE_LEN, WIRE_VARINT, write_length_prefixed};
 
 /// Deepest message nesting the walker follows (`Failure.cause` chains, nested `Any`s).
 pub const MAX_DEPTH: u32 = 100;
@@ -146,11 +146,19 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                 )));
             }
             out.extend_from_slice(&input[copied_to..field.start]);
-            write_tag(out, field.number, WIRE_LEN);
-            write_length_prefixed(out, field.content.len(), |out| {
+            let span_start = out.len();
+            let field_end = reader.position();
+            out.extend_from_slice(&input[field.start..field.tag_end]);
+            let body = write_length_prefixed(out, field.content.len(), |out| {
                 self.message(field.content, rule.target, rule.class, rule.system, depth + 1, out)
             })?;
-            copied_to = reader.position();
+            // An unchanged field keeps its exact original bytes, including non-minimal
+            // varints, so untouched parts of a message survive byte for byte.
+            if out[body..] == *field.content {
+                out.truncate(span_start);
+                out.extend_from_slice(&input[field.start..field_end]);
+            }
+            copied_to = field_end;
         }
         out.extend_from_slice(&input[copied_to..]);
         Ok(())

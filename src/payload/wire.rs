@@ -59,6 +59,8 @@ pub struct Field<'a> {
     pub wire_type: u8,
     /// Offset of the field's first byte (its tag) in the message.
     pub start: usize,
+    /// Offset just past the tag.
+    pub tag_end: usize,
     /// For length-delimited fields, the content; otherwise empty.
     pub content: &'a [u8],
     /// For varint fields, the value.
@@ -91,6 +93,7 @@ impl<'a> FieldReader<'a> {
             number,
             wire_type,
             start,
+            tag_end: self.pos,
             content: &[],
             varint: 0,
         };
@@ -170,7 +173,8 @@ fn skip_group(buf: &[u8], pos: &mut usize, group_number: u32, depth: u32) -> Res
     }
 }
 
-/// Writes a length-delimited body produced by `write_body`, prefixed with its length.
+/// Writes a length-delimited body produced by `write_body`, prefixed with its length, and
+/// returns the offset in `out` where the body starts.
 ///
 /// The prefix is sized from `expected_len` and moved only when the body's real length
 /// needs a different number of bytes, so nested messages are written once, in place.
@@ -178,7 +182,7 @@ pub fn write_length_prefixed<E>(
     out: &mut Vec<u8>,
     expected_len: usize,
     write_body: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
-) -> Result<(), E> {
+) -> Result<usize, E> {
     let reserved = varint_len(expected_len as u64);
     let prefix_at = out.len();
     out.resize(prefix_at + reserved, 0);
@@ -198,5 +202,5 @@ pub fn write_length_prefixed<E>(
     let mut prefix = Vec::with_capacity(needed);
     write_varint(&mut prefix, body_len as u64);
     out[prefix_at..prefix_at + needed].copy_from_slice(&prefix);
-    Ok(())
+    Ok(prefix_at + needed)
 }

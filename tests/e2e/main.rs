@@ -1,9 +1,11 @@
 //! End-to-end tests: real SDK workers and clients, a real Temporal dev server, the proxy between.
 
+mod codec_auth;
 mod codec_server;
 mod echo_upstream;
 mod faults;
 mod forwarding;
+mod identity;
 mod relay;
 mod sdk;
 mod support;

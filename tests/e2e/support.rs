@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
+use temporal_codec_proxy::auth::Authenticator;
 use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
 use temporal_codec_proxy::codec_server::{self, CodecServerSettings, RunningCodecServer};
 use temporal_codec_proxy::proxy::{self, Forwarder, RunningListener};
@@ -139,6 +140,26 @@ impl TestProxy {
     }
 
     pub async fn start_with_limit(upstream: &str, keys: &[(&str, [u8; 32])], max_message_bytes: usize) -> Self {
+        Self::start_with(upstream, keys, max_message_bytes, None).await
+    }
+
+    /// A proxy whose codec server authenticates callers with `authenticator`.
+    pub async fn start_with_auth(upstream: &str, keys: &[(&str, [u8; 32])], authenticator: Authenticator) -> Self {
+        Self::start_with(
+            upstream,
+            keys,
+            temporal_codec_proxy::config::DEFAULT_MAX_MESSAGE_BYTES,
+            Some(Arc::new(authenticator)),
+        )
+        .await
+    }
+
+    async fn start_with(
+        upstream: &str,
+        keys: &[(&str, [u8; 32])],
+        max_message_bytes: usize,
+        authenticator: Option<Arc<Authenticator>>,
+    ) -> Self {
         let keyring = Keyring::new(
             keys.iter()
                 .map(|(id, key)| (id.to_string(), Zeroizing::new(key.to_vec()))),
@@ -156,6 +177,7 @@ impl TestProxy {
         let settings = CodecServerSettings {
             cors_origins: TEST_CORS_ORIGINS.iter().map(|o| HeaderValue::from_static(o)).collect(),
             max_body_bytes: 1024 * 1024,
+            authenticator,
         };
         let codec_server = codec_server::start(
             "127.0.0.1:0".parse().unwrap(),

@@ -1,0 +1,192 @@
+//! Verifies `Authorization: Bearer` JWTs against a JWKS, with pinned asymmetric algorithms.
+
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+use tokio::sync::{Mutex, RwLock};
+
+/// Temporal Cloud's signing keys.
+pub const DEFAULT_JWKS_URL: &str = "https://login.tmprl.cloud/.well-known/jwks.json";
+/// Audiences of Temporal Cloud's UI tokens.
+pub const DEFAULT_AUDIENCES: &[&str] = &[
+    "https://saas-api.tmprl.cloud",
+    "https://prod-tmprl.us.auth0.com/userinfo",
+];
+/// The claim holding the user's email in Temporal Cloud's tokens.
+pub const DEFAULT_EMAIL_CLAIM: &str = "https://saas-api.tmprl.cloud/user/email";
+
+/// Only signatures made with a private key count: no `none`, no HMAC, so a public key can
+/// never be used as a shared secret.
+const ALLOWED_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Least time between two JWKS fetches caused by unknown key ids, so forged `kid`s cannot
+/// turn the proxy into a load generator against the identity provider.
+const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// How long fetched keys are trusted before they are fetched again.
+const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+const CLOCK_SKEW_SECONDS: u64 = 60;
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub jwks_url: String,
+    pub audiences: Vec<String>,
+    pub issuer: Option<String>,
+    pub email_claim: String,
+}
+
+/// Why a token was refused. The message is safe to return to the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("missing bearer token: send Authorization: Bearer <JWT>")]
+    Missing,
+    #[error("token is not a valid JWT: {0}")]
+    Malformed(String),
+    #[error("token algorithm {0} is not accepted; tokens must be signed with an asymmetric key")]
+    Algorithm(String),
+    #[error("token has no key id (kid)")]
+    NoKeyId,
+    #[error("token key id {0:?} is not among the identity provider's keys")]
+    UnknownKey(String),
+    #[error("token rejected: {0}")]
+    Invalid(String),
+    #[error("token has no {0:?} claim")]
+    NoEmail(String),
+    #[error("the identity provider's keys could not be fetched: {0}")]
+    Jwks(String),
+}
+
+/// A verified caller.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub email: String,
+    pub claims: Value,
+}
+
+struct CachedKeys {
+    keys: JwkSet,
+    fetched_at: Instant,
+}
+
+pub struct JwtVerifier {
+    settings: JwtSettings,
+    http: reqwest::Client,
+    keys: RwLock<Option<CachedKeys>>,
+    last_fetch: Mutex<Option<Instant>>,
+}
+
+impl JwtVerifier {
+    pub fn new(settings: JwtSettings) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            settings,
+            http,
+            keys: RwLock::new(None),
+            last_fetch: Mutex::new(None),
+        }
+    }
+
+    /// Verifies the token from an `Authorization` header value.
+    pub async fn verify_header(&self, authorization: Option<&str>) -> Result<Identity, TokenError> {
+        let token = authorization
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or(TokenError::Missing)?;
+        self.verify(token).await
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|error| TokenError::Malformed(error.to_string()))?;
+        if !ALLOWED_ALGORITHMS.contains(&header.alg) {
+            return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
+        }
+        let kid = header.kid.ok_or(TokenError::NoKeyId)?;
+        let key = self.decoding_key(&kid, header.alg).await?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_audience(&self.settings.audiences);
+        if let Some(issuer) = &self.settings.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        validation.set_required_spec_claims(&["exp", "aud"]);
+        validation.leeway = CLOCK_SKEW_SECONDS;
+        let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .map_err(|error| TokenError::Invalid(error.to_string()))?
+            .claims;
+        let email = claims
+            .get(&self.settings.email_claim)
+            .and_then(Value::as_str)
+            .ok_or_else(|| TokenError::NoEmail(self.settings.email_claim.clone()))?
+            .to_owned();
+        Ok(Identity { email, claims })
+    }
+
+    async fn decoding_key(&self, kid: &str, algorithm: Algorithm) -> Result<DecodingKey, TokenError> {
+        let fresh = |cached: &CachedKeys| cached.fetched_at.elapsed() < JWKS_MAX_AGE;
+        if let Some(cached) = self.keys.read().await.as_ref().filter(|c| fresh(c))
+            && let Some(jwk) = cached.keys.find(kid)
+        {
+            return key_for(jwk, algorithm);
+        }
+        self.refetch().await?;
+        let keys = self.keys.read().await;
+        let jwk = keys
+            .as_ref()
+            .and_then(|cached| cached.keys.find(kid))
+            .ok_or_else(|| TokenError::UnknownKey(kid.to_owned()))?;
+        key_for(jwk, algorithm)
+    }
+
+    /// Fetches the JWKS unless it was fetched within the refetch interval.
+    async fn refetch(&self) -> Result<(), TokenError> {
+        let mut last_fetch = self.last_fetch.lock().await;
+        let have_keys = self.keys.read().await.is_some();
+        if have_keys && last_fetch.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
+            return Ok(());
+        }
+        *last_fetch = Some(Instant::now());
+        let keys: JwkSet = self
+            .http
+            .get(&self.settings.jwks_url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|error| TokenError::Jwks(error.to_string()))?
+            .json()
+            .await
+            .map_err(|error| TokenError::Jwks(format!("not a JWKS document: {error}")))?;
+        tracing::debug!(url = %self.settings.jwks_url, keys = keys.keys.len(), "fetched JWKS");
+        *self.keys.write().await = Some(CachedKeys {
+            keys,
+            fetched_at: Instant::now(),
+        });
+        Ok(())
+    }
+}
+
+/// The key for one JWK, refusing a JWK whose declared algorithm differs from the token's.
+fn key_for(jwk: &jsonwebtoken::jwk::Jwk, algorithm: Algorithm) -> Result<DecodingKey, TokenError> {
+    if let Some(declared) = jwk.common.key_algorithm {
+        let declared = format!("{declared:?}");
+        if declared != format!("{algorithm:?}") {
+            return Err(TokenError::Algorithm(format!(
+                "{algorithm:?} (the key is for {declared})"
+            )));
+        }
+    }
+    DecodingKey::from_jwk(jwk).map_err(|error| TokenError::Invalid(format!("unusable key: {error}")))
+}
