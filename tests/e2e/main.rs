@@ -9,3 +9,4 @@ mod identity;
 mod relay;
 mod sdk;
 mod support;
+mod web_ui;

@@ -51,20 +51,38 @@ pub fn free_port() -> u16 {
 
 pub struct DevServer {
     pub address: String,
-    /// The shell that runs the server and stops it when this process ends.
-    _watcher: std::process::Child,
+    /// The Web UI's address, when the server runs one.
+    pub ui_address: Option<String>,
+    /// The shell that runs the server and stops it when this process ends, or when it
+    /// receives SIGTERM.
+    watcher: std::process::Child,
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.watcher.id().to_string()).status();
+        let _ = self.watcher.wait();
+    }
+}
+
+/// A dev server of its own with the Web UI, which calls the codec server at `codec_endpoint`.
+pub fn dev_server_with_ui(codec_endpoint: &str) -> DevServer {
+    let ui_port = free_port();
+    let mut server = start_dev_server(&format!("--ui-port {ui_port} --ui-codec-endpoint {codec_endpoint}"));
+    server.ui_address = Some(format!("127.0.0.1:{ui_port}"));
+    server
 }
 
 /// The dev server shared by every test of this binary, started on first use.
 pub fn dev_server() -> &'static DevServer {
     static SERVER: OnceLock<DevServer> = OnceLock::new();
-    SERVER.get_or_init(|| start_dev_server(""))
+    SERVER.get_or_init(|| start_dev_server("--headless"))
 }
 
 /// A second dev server that answers history requests with serialized `raw_history` blobs.
 pub fn raw_history_dev_server() -> &'static DevServer {
     static SERVER: OnceLock<DevServer> = OnceLock::new();
-    SERVER.get_or_init(|| start_dev_server("--dynamic-config-value frontend.sendRawWorkflowHistory=true"))
+    SERVER.get_or_init(|| start_dev_server("--headless --dynamic-config-value frontend.sendRawWorkflowHistory=true"))
 }
 
 fn start_dev_server(extra_flags: &str) -> DevServer {
@@ -78,10 +96,11 @@ fn start_dev_server(extra_flags: &str) -> DevServer {
     );
     // The server outlives no test run: a watcher kills it once this test process is gone.
     let script = format!(
-        "{cli} server start-dev --headless --ip 127.0.0.1 --port {port} --http-port {http} \
+        "{cli} server start-dev --ip 127.0.0.1 --port {port} --http-port {http} \
          --metrics-port {metrics} --db-filename '' --log-level error --namespace {FAULTS_NAMESPACE} \
          --dynamic-config-value frontend.rps=100000 \
          --dynamic-config-value frontend.namespaceRPS=100000 {extra_flags} & server=$!; \
+         trap 'kill $server; exit 0' TERM; \
          while kill -0 {parent} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 1; done; kill $server",
         cli = cli.display(),
         http = free_port(),
@@ -118,7 +137,8 @@ fn start_dev_server(extra_flags: &str) -> DevServer {
     }
     DevServer {
         address,
-        _watcher: watcher,
+        ui_address: None,
+        watcher,
     }
 }
 
@@ -152,6 +172,29 @@ impl TestProxy {
             Some(Arc::new(authenticator)),
         )
         .await
+    }
+
+    /// A proxy whose codec server listens on `codec_listen` and allows the `ui_origin`.
+    pub async fn start_for_ui(
+        upstream: &str,
+        keys: &[(&str, [u8; 32])],
+        codec_listen: SocketAddr,
+        ui_origin: &str,
+    ) -> Self {
+        let mut proxy = Self::start(upstream, keys).await;
+        let settings = CodecServerSettings {
+            cors_origins: vec![HeaderValue::from_str(ui_origin).unwrap()],
+            max_body_bytes: 1024 * 1024,
+            authenticator: None,
+        };
+        let ui_codec_server =
+            codec_server::start(codec_listen, codec_server::router(Arc::clone(&proxy.codec), &settings))
+                .await
+                .unwrap();
+        let unused = std::mem::replace(&mut proxy.codec_server, ui_codec_server);
+        unused.shutdown(Duration::from_secs(1)).await;
+        proxy.codec_address = codec_listen;
+        proxy
     }
 
     async fn start_with(

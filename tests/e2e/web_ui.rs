@@ -1,0 +1,97 @@
+//! The Temporal Web UI in headless Chromium shows plaintext decoded by the codec server.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
+use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
+use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
+use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
+
+use crate::support::{
+    TestProxy, dev_server_with_ui, free_port, last_json_line, python, random_key, repo_root, run_program, unique,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_ui_shows_the_decoded_input() {
+    let codec_listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let server = tokio::task::spawn_blocking(move || dev_server_with_ui(&format!("http://{codec_listen}")))
+        .await
+        .unwrap();
+    let ui_url = format!("http://{}", server.ui_address.as_ref().unwrap());
+    let proxy = TestProxy::start_for_ui(&server.address, &[("ui-key", random_key())], codec_listen, &ui_url).await;
+    let workflow_id = unique("ui");
+    run_program(
+        &python(),
+        &[
+            "scripts/demo_workflow.py".into(),
+            "--address".into(),
+            proxy.address(),
+            "--workflow-id".into(),
+            workflow_id.clone(),
+            "--task-queue".into(),
+            unique("ui-tq"),
+        ],
+        &repo_root(),
+        Duration::from_secs(120),
+    )
+    .await;
+
+    // The run id, and a piece of the ciphertext the UI must not show, straight from the server.
+    let history = WorkflowServiceClient::connect(format!("http://{}", server.address))
+        .await
+        .unwrap()
+        .get_workflow_execution_history(GetWorkflowExecutionHistoryRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: workflow_id.clone(),
+                run_id: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .history
+        .unwrap();
+    let Some(Attributes::WorkflowExecutionStartedEventAttributes(started)) = history.events[0].attributes.clone()
+    else {
+        panic!("first event is not WorkflowExecutionStarted");
+    };
+    let stored = &started.input.unwrap().payloads[0];
+    assert_eq!(stored.metadata["encoding"], b"binary/encrypted");
+    let ciphertext = base64::engine::general_purpose::STANDARD.encode(&stored.data);
+    let run_id = started.original_execution_run_id;
+
+    let artifacts = repo_root().join("target/e2e-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("web-ui-decoded-input.png");
+    let stdout = run_program(
+        "node".as_ref(),
+        &[
+            "ui_decode.js".into(),
+            "--ui-url".into(),
+            ui_url,
+            "--namespace".into(),
+            "default".into(),
+            "--workflow-id".into(),
+            workflow_id,
+            "--run-id".into(),
+            run_id,
+            "--expect".into(),
+            "Ada Lovelace".into(),
+            "--reject".into(),
+            ciphertext[..24].to_owned(),
+            "--screenshot".into(),
+            screenshot.display().to_string(),
+        ],
+        &repo_root().join("tests/e2e/browser"),
+        Duration::from_secs(120),
+    )
+    .await;
+    let report = last_json_line(&stdout);
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["codec_requests"].as_u64().unwrap() > 0, "{report}");
+    assert!(screenshot.exists());
+    proxy.stop().await;
+}
