@@ -1,6 +1,7 @@
 //! Command-line flags and their environment variables, parsed once into typed settings.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -16,7 +17,7 @@ use crate::auth::cloud_roles::{self, CloudRoles, CloudRolesSettings};
 use crate::auth::jwt::{self, JwtSettings, JwtVerifier};
 use crate::auth::{Authenticator, RoleSource};
 use crate::codec::EncryptionPolicy;
-use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS};
+use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS, tls};
 
 /// Default limit on one gRPC message, as the Temporal SDKs set it: large history pages fit.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
@@ -122,6 +123,15 @@ pub struct ServeArgs {
     /// address unless --codec-allow-unauthenticated-decryption is given.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_AUTH", value_enum, default_value_t = CodecAuth::None)]
     pub codec_auth: CodecAuth,
+
+    /// PEM certificate chain for serving the codec server over HTTPS (with --codec-tls-key).
+    /// The Web UI only sends a user's token to an HTTPS codec endpoint.
+    #[arg(long, env = "SSL_PEM", requires = "codec_tls_key", value_name = "PATH")]
+    pub codec_tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --codec-tls-cert.
+    #[arg(long, env = "SSL_KEY", requires = "codec_tls_cert", value_name = "PATH")]
+    pub codec_tls_key: Option<PathBuf>,
 
     /// JWKS URL the codec server verifies bearer tokens against (with --codec-auth jwt).
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_JWKS_URL", default_value = jwt::DEFAULT_JWKS_URL, value_name = "URL")]
@@ -246,10 +256,15 @@ impl ServeArgs {
                     .map_err(|_| format!("--codec-cors-origin {origin:?} is not a valid origin"))
             })
             .collect::<Result<_, _>>()?;
+        let tls = match (&self.codec_tls_cert, &self.codec_tls_key) {
+            (Some(cert), Some(key)) => Some(tls::server_config(cert, key).map_err(|error| error.to_string())?),
+            _ => None,
+        };
         Ok(CodecServerSettings {
             cors_origins,
             max_body_bytes: self.codec_max_body_bytes,
             authenticator: self.authenticator()?.map(Arc::new),
+            tls,
         })
     }
 

@@ -72,10 +72,19 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         keys = key_count,
         "proxying gRPC calls"
     );
-    let codec_server = codec_server::start(args.codec_listen, codec_server::router(codec, &codec_server_settings))
-        .await
-        .map_err(|error| format!("cannot listen on {} for the codec server: {error}", args.codec_listen))?;
-    tracing::info!(listen = %codec_server.local_addr(), auth = ?args.codec_auth, "serving the codec-server API");
+    let codec_server = codec_server::start(
+        args.codec_listen,
+        codec_server::router(codec, &codec_server_settings),
+        codec_server_settings.tls.clone(),
+    )
+    .await
+    .map_err(|error| format!("cannot listen on {} for the codec server: {error}", args.codec_listen))?;
+    tracing::info!(
+        listen = %codec_server.local_addr(),
+        tls = codec_server_settings.tls.is_some(),
+        auth = ?args.codec_auth,
+        "serving the codec-server API"
+    );
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections, finishing calls in flight");
     tokio::join!(

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod handlers;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,13 +11,20 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Authenticator;
 use crate::codec::Codec;
 pub use handlers::ApiState;
+
+/// Slow or stalled clients cannot hold a connection slot forever before speaking TLS.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Origins of the Temporal Web UIs people use: self-hosted, the dev server's, and Cloud's.
 pub const DEFAULT_CORS_ORIGINS: &[&str] = &[
@@ -31,6 +39,8 @@ pub struct CodecServerSettings {
     pub cors_origins: Vec<HeaderValue>,
     pub max_body_bytes: usize,
     pub authenticator: Option<Arc<Authenticator>>,
+    /// Serve HTTPS with this configuration; plain HTTP when `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The router: every path goes to the dispatcher, wrapped in CORS so error answers carry
@@ -78,24 +88,81 @@ impl RunningCodecServer {
     }
 }
 
-/// Binds `listen` and serves `router` until shut down.
-pub async fn start(listen: SocketAddr, router: Router) -> std::io::Result<RunningCodecServer> {
+/// Binds `listen` and serves `router`, over TLS when `tls` is given, until shut down.
+pub async fn start(
+    listen: SocketAddr,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<RunningCodecServer> {
     let listener = TcpListener::bind(listen).await?;
     let local_addr = listener.local_addr()?;
-    let (shutdown, mut shutdown_signal) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown_signal.changed().await;
-            })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "codec server stopped");
-        }
-    });
+    let (shutdown, shutdown_signal) = watch::channel(false);
+    let acceptor = tls.map(TlsAcceptor::from);
+    let task = tokio::spawn(accept_loop(listener, router, acceptor, shutdown_signal));
     Ok(RunningCodecServer {
         local_addr,
         shutdown,
         task,
     })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    acceptor: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a codec-server connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let acceptor = acceptor.clone();
+        let mut shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let result = match acceptor {
+                None => serve_until_shutdown(&builder, TokioIo::new(stream), service, &mut shutdown).await,
+                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => serve_until_shutdown(&builder, TokioIo::new(tls), service, &mut shutdown).await,
+                    Ok(Err(error)) => Err(error.into()),
+                    Err(_) => Err("TLS handshake timed out".into()),
+                },
+            };
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "codec-server connection ended with an error");
+            }
+        });
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+async fn serve_until_shutdown<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: TowerToHyperService<Router>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
 }

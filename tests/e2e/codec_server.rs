@@ -286,3 +286,62 @@ async fn workflow_show_json(server: &str, workflow_id: &str, codec_endpoint: Opt
     }
     run_program(&temporal_cli(), &args, &repo_root(), Duration::from_secs(60)).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codec_server_serves_https_with_the_configured_certificate() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(unique("codec-tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
+    let tls = temporal_codec_proxy::codec_server::tls::server_config(&cert_path, &key_path).unwrap();
+
+    let mut proxy = TestProxy::start("127.0.0.1:1", &[("tls-key", random_key())]).await;
+    let settings = temporal_codec_proxy::codec_server::CodecServerSettings {
+        cors_origins: vec![],
+        max_body_bytes: 1024 * 1024,
+        authenticator: None,
+        tls: Some(tls),
+    };
+    proxy
+        .replace_codec_server("127.0.0.1:0".parse().unwrap(), settings)
+        .await;
+    let port = proxy.codec_address.port();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap()])
+        .resolve("localhost", proxy.codec_address)
+        .build()
+        .unwrap();
+    let originals = json!({"payloads": [plaintext_payload("secret-over-tls")]});
+    let encoded: Value = client
+        .post(format!("https://localhost:{port}/encode"))
+        .json(&originals)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = client
+        .post(format!("https://localhost:{port}/decode"))
+        .json(&encoded)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.json::<Value>().await.unwrap(), originals);
+    // Plain HTTP to the TLS port is refused.
+    assert!(
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/decode"))
+            .json(&encoded)
+            .send()
+            .await
+            .is_err()
+    );
+
+    let missing = temporal_codec_proxy::codec_server::tls::server_config(&dir.join("absent.pem"), &key_path);
+    assert!(missing.unwrap_err().to_string().contains("absent.pem"));
+    proxy.stop().await;
+}

@@ -186,15 +186,24 @@ impl TestProxy {
             cors_origins: vec![HeaderValue::from_str(ui_origin).unwrap()],
             max_body_bytes: 1024 * 1024,
             authenticator: None,
+            tls: None,
         };
-        let ui_codec_server =
-            codec_server::start(codec_listen, codec_server::router(Arc::clone(&proxy.codec), &settings))
-                .await
-                .unwrap();
-        let unused = std::mem::replace(&mut proxy.codec_server, ui_codec_server);
-        unused.shutdown(Duration::from_secs(1)).await;
-        proxy.codec_address = codec_listen;
+        proxy.replace_codec_server(codec_listen, settings).await;
         proxy
+    }
+
+    /// Serves the codec server on `listen` with `settings` instead of the default one.
+    pub async fn replace_codec_server(&mut self, listen: SocketAddr, settings: CodecServerSettings) {
+        let replacement = codec_server::start(
+            listen,
+            codec_server::router(Arc::clone(&self.codec), &settings),
+            settings.tls.clone(),
+        )
+        .await
+        .unwrap();
+        self.codec_address = replacement.local_addr();
+        let replaced = std::mem::replace(&mut self.codec_server, replacement);
+        replaced.shutdown(Duration::from_secs(1)).await;
     }
 
     async fn start_with(
@@ -221,10 +230,12 @@ impl TestProxy {
             cors_origins: TEST_CORS_ORIGINS.iter().map(|o| HeaderValue::from_static(o)).collect(),
             max_body_bytes: 1024 * 1024,
             authenticator,
+            tls: None,
         };
         let codec_server = codec_server::start(
             "127.0.0.1:0".parse().unwrap(),
             codec_server::router(Arc::clone(&codec), &settings),
+            None,
         )
         .await
         .unwrap();
