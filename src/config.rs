@@ -18,6 +18,7 @@ use crate::auth::jwt::{self, JwtSettings, JwtVerifier};
 use crate::auth::{Authenticator, RoleSource};
 use crate::codec::EncryptionPolicy;
 use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS, tls};
+use crate::keys::kms::{DataKeyLimits, KmsKeySelector, KmsSettings, MAX_PAYLOADS_PER_DATA_KEY};
 
 /// Default limit on one gRPC message, as the Temporal SDKs set it: large history pages fit.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
@@ -73,9 +74,62 @@ pub struct ServeArgs {
         value_name = "ID=SOURCE",
         value_delimiter = ',',
         hide_env_values = true,
-        required = true
+        required_unless_present_any = ["kms_key", "kms_key_template"]
     )]
     pub keys: Vec<String>,
+
+    /// Encrypt with AWS KMS envelope encryption under this KMS key (ARN, id or alias) for
+    /// every namespace. Static --key keys still decrypt, so moving to KMS loses nothing.
+    #[arg(long, env = "AWS_KMS_CMK_ARN", value_name = "ARN|ALIAS")]
+    pub kms_key: Option<String>,
+
+    /// Encrypt each namespace under its own KMS key: `{namespace}` is replaced by the
+    /// namespace with `.` written as `_`, e.g. `alias/{namespace}`.
+    #[arg(
+        long,
+        env = "TEMPORAL_CODEC_PROXY_KMS_KEY_TEMPLATE",
+        conflicts_with = "kms_key",
+        value_name = "TEMPLATE"
+    )]
+    pub kms_key_template: Option<String>,
+
+    /// KMS endpoint URL (a VPC endpoint, or an emulator in tests).
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_KMS_ENDPOINT", value_name = "URL")]
+    pub kms_endpoint: Option<String>,
+
+    /// AWS region of the KMS key; defaults to the standard AWS configuration (AWS_REGION, profile).
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_KMS_REGION", value_name = "REGION")]
+    pub kms_region: Option<String>,
+
+    /// Longest time one KMS data key encrypts payloads before a new one is generated.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_KMS_DATA_KEY_MAX_AGE", default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub kms_data_key_max_age: Duration,
+
+    /// Most payloads one KMS data key encrypts (at most 2^32: nonces are random).
+    #[arg(
+        long,
+        env = "TEMPORAL_CODEC_PROXY_KMS_DATA_KEY_MAX_PAYLOADS",
+        default_value_t = 1_000_000,
+        value_name = "COUNT"
+    )]
+    pub kms_data_key_max_payloads: u64,
+
+    /// Most plaintext bytes one KMS data key encrypts.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_KMS_DATA_KEY_MAX_BYTES", default_value_t = 64 << 30, value_name = "BYTES")]
+    pub kms_data_key_max_bytes: u64,
+
+    /// How long a data key unwrapped by KMS `Decrypt` is kept for further payloads.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_KMS_DECRYPT_CACHE_TTL", default_value = "60m", value_parser = parse_duration, value_name = "DURATION")]
+    pub kms_decrypt_cache_ttl: Duration,
+
+    /// Most unwrapped data keys kept.
+    #[arg(
+        long,
+        env = "TEMPORAL_CODEC_PROXY_KMS_DECRYPT_CACHE_CAPACITY",
+        default_value_t = 10_000,
+        value_name = "COUNT"
+    )]
+    pub kms_decrypt_cache_capacity: u64,
 
     /// Largest gRPC message accepted in either direction, in bytes, after decompression.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES, value_name = "BYTES")]
@@ -308,6 +362,37 @@ impl ServeArgs {
             .clone()
             .or_else(|| std::env::var("TEMPORAL_ADDRESS").ok().filter(|v| !v.is_empty()))
             .ok_or_else(|| "no upstream: pass --upstream HOST:PORT or set TEMPORAL_ADDRESS".to_owned())
+    }
+
+    /// KMS settings when a KMS key or key template is given.
+    pub fn kms(&self) -> Result<Option<KmsSettings>, String> {
+        let selector = match (&self.kms_key, &self.kms_key_template) {
+            (Some(key), _) => KmsKeySelector::Fixed(key.clone()),
+            (None, Some(template)) if template.contains("{namespace}") => KmsKeySelector::Template(template.clone()),
+            (None, Some(template)) => {
+                return Err(format!(
+                    "--kms-key-template {template:?} has no {{namespace}} placeholder"
+                ));
+            }
+            (None, None) => return Ok(None),
+        };
+        if self.kms_data_key_max_payloads == 0 || self.kms_data_key_max_payloads > MAX_PAYLOADS_PER_DATA_KEY {
+            return Err(format!(
+                "--kms-data-key-max-payloads must be between 1 and {MAX_PAYLOADS_PER_DATA_KEY} (random nonces)"
+            ));
+        }
+        Ok(Some(KmsSettings {
+            selector,
+            endpoint: self.kms_endpoint.clone(),
+            region: self.kms_region.clone(),
+            limits: DataKeyLimits {
+                max_age: self.kms_data_key_max_age,
+                max_payloads: self.kms_data_key_max_payloads,
+                max_bytes: self.kms_data_key_max_bytes,
+            },
+            decrypt_cache_ttl: self.kms_decrypt_cache_ttl,
+            decrypt_cache_capacity: self.kms_decrypt_cache_capacity,
+        }))
     }
 
     pub fn policy(&self) -> EncryptionPolicy {

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser as _;
-use temporal_codec_proxy::codec::Codec;
+use temporal_codec_proxy::codec::{Codec, Keyring};
 use temporal_codec_proxy::config::{Cli, Command, ServeArgs};
+use temporal_codec_proxy::keys::kms::KmsKeys;
 use temporal_codec_proxy::{codec_server, keys, proxy};
 
 fn main() -> ExitCode {
@@ -51,10 +52,24 @@ fn init_logging(filter: &str) {
 async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let upstream_name = args.upstream()?;
     let codec_server_settings = args.codec_server()?;
-    let keyring = keys::load_keyring(&args.keys)?;
-    let active_key = keyring.active().id().to_owned();
+    let kms_settings = args.kms()?;
+    let keyring = if args.keys.is_empty() {
+        Keyring::empty()
+    } else {
+        keys::load_keyring(&args.keys)?
+    };
     let key_count = keyring.ids().count();
-    let codec = Arc::new(Codec::new(keyring, args.policy()));
+    let codec = match kms_settings {
+        Some(settings) => {
+            tracing::info!(key = ?settings.selector, static_keys = key_count, "encrypting with AWS KMS data keys");
+            Arc::new(Codec::with_kms(keyring, KmsKeys::new(settings).await, args.policy()))
+        }
+        None => {
+            let active = keyring.active().map(|key| key.id().to_owned()).unwrap_or_default();
+            tracing::info!(active_key = %active, static_keys = key_count, "encrypting with static keys");
+            Arc::new(Codec::new(keyring, args.policy()))
+        }
+    };
     let channel = proxy::upstream::connect_lazy(&upstream_name)?;
     let forwarder = Arc::new(proxy::Forwarder::new(
         Arc::clone(&codec),
@@ -68,8 +83,6 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(
         listen = %listener.local_addr(),
         upstream = %upstream_name,
-        active_key = %active_key,
-        keys = key_count,
         "proxying gRPC calls"
     );
     let codec_server = codec_server::start(

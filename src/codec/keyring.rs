@@ -52,7 +52,7 @@ impl fmt::Debug for DataKey {
 /// Keys by id; the first key given is the one new payloads are encrypted with.
 #[derive(Debug, Clone)]
 pub struct Keyring {
-    active: Arc<DataKey>,
+    active: Option<Arc<DataKey>>,
     by_id: HashMap<String, Arc<DataKey>>,
 }
 
@@ -82,12 +82,21 @@ impl Keyring {
             }
             active.get_or_insert(key);
         }
-        let active = active.ok_or(KeyringError::NoKeys)?;
+        let active = Some(active.ok_or(KeyringError::NoKeys)?);
         Ok(Self { active, by_id })
     }
 
-    pub fn active(&self) -> &DataKey {
-        &self.active
+    /// A keyring without static keys, for when KMS provides every key.
+    pub fn empty() -> Self {
+        Self {
+            active: None,
+            by_id: HashMap::new(),
+        }
+    }
+
+    /// The key new payloads are encrypted with, if the keyring has any.
+    pub fn active(&self) -> Option<&Arc<DataKey>> {
+        self.active.as_ref()
     }
 
     pub fn get(&self, id: &[u8]) -> Option<&DataKey> {

@@ -3,13 +3,16 @@
 pub mod keyring;
 pub mod samples_format;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::payload::schema::{FieldClass, MessageIndex};
 use crate::payload::view::PayloadView;
 use crate::payload::{PayloadTransformer, WalkError, rewrite};
 pub use keyring::{DataKey, Keyring, KeyringError};
+
+use crate::keys::kms::{KmsError, KmsKeys, LeasedKey};
 
 /// Which optional payload classes are encrypted.
 #[derive(Debug, Clone, Copy)]
@@ -53,20 +56,75 @@ pub struct CodecStats {
     pub payloads_failed_authentication: AtomicU64,
 }
 
-/// Encrypts and decrypts every payload of a message with one keyring.
-#[derive(Debug)]
+/// The key one call encrypts its payloads with.
+#[derive(Clone)]
+pub enum EncryptionKey {
+    Static(Arc<DataKey>),
+    Kms(Arc<LeasedKey>),
+}
+
+impl EncryptionKey {
+    fn data_key(&self) -> &DataKey {
+        match self {
+            Self::Static(key) => key,
+            Self::Kms(leased) => &leased.key,
+        }
+    }
+
+    fn wrapped(&self) -> Option<&[u8]> {
+        match self {
+            Self::Static(_) => None,
+            Self::Kms(leased) => Some(leased.wrapped.as_bytes()),
+        }
+    }
+}
+
+/// KMS data keys unwrapped for one message, by their base64 `data_key_encrypted`.
+pub type ResolvedKeys = HashMap<Vec<u8>, Arc<DataKey>>;
+
+/// Why a message's keys could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Kms(#[from] KmsError),
+    #[error("no encryption key: configure --key or --kms-key")]
+    NoKey,
+    #[error(transparent)]
+    Walk(#[from] WalkError),
+}
+
+/// Encrypts and decrypts every payload of a message: static keys, AWS KMS, or both.
 pub struct Codec {
     keyring: Keyring,
+    kms: Option<KmsKeys>,
     policy: EncryptionPolicy,
     stats: CodecStats,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec")
+            .field("keyring", &self.keyring)
+            .field("kms", &self.kms.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Codec {
     pub fn new(keyring: Keyring, policy: EncryptionPolicy) -> Self {
         Self {
             keyring,
+            kms: None,
             policy,
             stats: CodecStats::default(),
+        }
+    }
+
+    /// A codec that encrypts with KMS data keys and still decrypts the static keyring's payloads.
+    pub fn with_kms(keyring: Keyring, kms: KmsKeys, policy: EncryptionPolicy) -> Self {
+        Self {
+            kms: Some(kms),
+            ..Self::new(keyring, policy)
         }
     }
 
@@ -74,19 +132,67 @@ impl Codec {
         &self.keyring
     }
 
+    pub fn kms(&self) -> Option<&KmsKeys> {
+        self.kms.as_ref()
+    }
+
     pub fn stats(&self) -> &CodecStats {
         &self.stats
     }
 
-    /// Encrypts every payload of `message` (of type `message_type`) that policy selects.
+    /// The key for encrypting a namespace's payloads: KMS when configured, else the active
+    /// static key.
+    pub async fn encryption_key(&self, namespace: &str) -> Result<EncryptionKey, KeyError> {
+        match &self.kms {
+            Some(kms) => Ok(EncryptionKey::Kms(kms.encryption_key(namespace).await?)),
+            None => self
+                .keyring
+                .active()
+                .cloned()
+                .map(EncryptionKey::Static)
+                .ok_or(KeyError::NoKey),
+        }
+    }
+
+    /// Unwraps, through KMS and its cache, every data key the message's payloads need.
+    pub async fn decryption_keys(&self, message_type: MessageIndex, message: &[u8]) -> Result<ResolvedKeys, KeyError> {
+        let Some(kms) = &self.kms else {
+            return Ok(ResolvedKeys::new());
+        };
+        let mut collector = WrappedKeyCollector::default();
+        rewrite(message, message_type, &mut collector)?;
+        let mut resolved = ResolvedKeys::new();
+        for wrapped in collector.wrapped {
+            let key = kms.decryption_key(&wrapped).await?;
+            resolved.insert(wrapped, key);
+        }
+        Ok(resolved)
+    }
+
+    /// Encrypts with the active static key (static keyring only).
     pub fn encode(&self, message_type: MessageIndex, message: &[u8]) -> Result<Vec<u8>, WalkError> {
+        let key = self.keyring.active().cloned().ok_or(WalkError::Encryption)?;
+        self.encode_with(&EncryptionKey::Static(key), message_type, message)
+    }
+
+    /// Encrypts every payload of `message` (of type `message_type`) that policy selects.
+    pub fn encode_with(
+        &self,
+        key: &EncryptionKey,
+        message_type: MessageIndex,
+        message: &[u8],
+    ) -> Result<Vec<u8>, WalkError> {
         let mut encryptor = Encryptor {
-            key: self.keyring.active(),
+            key: key.data_key(),
+            wrapped: key.wrapped(),
             policy: self.policy,
             payloads: 0,
             bytes: 0,
         };
         let out = rewrite(message, message_type, &mut encryptor)?;
+        if let EncryptionKey::Kms(leased) = key {
+            leased.record_use(encryptor.payloads, encryptor.bytes);
+        }
         self.stats
             .payloads_encrypted
             .fetch_add(encryptor.payloads, Ordering::Relaxed);
@@ -96,10 +202,22 @@ impl Codec {
         Ok(out)
     }
 
-    /// Decrypts every payload of `message` encrypted under a key this codec holds.
+    /// Decrypts with the static keyring only.
     pub fn decode(&self, message_type: MessageIndex, message: &[u8]) -> Result<Vec<u8>, WalkError> {
+        self.decode_with(&ResolvedKeys::new(), message_type, message)
+    }
+
+    /// Decrypts every payload of `message` encrypted under a key this codec holds: a static
+    /// key by id, or a KMS data key resolved beforehand.
+    pub fn decode_with(
+        &self,
+        resolved: &ResolvedKeys,
+        message_type: MessageIndex,
+        message: &[u8],
+    ) -> Result<Vec<u8>, WalkError> {
         let mut decryptor = Decryptor {
             keyring: &self.keyring,
+            resolved,
             payloads: 0,
             bytes: 0,
             unknown_keys: 0,
@@ -134,6 +252,7 @@ impl Codec {
 
 struct Encryptor<'k> {
     key: &'k DataKey,
+    wrapped: Option<&'k [u8]>,
     policy: EncryptionPolicy,
     payloads: u64,
     bytes: u64,
@@ -151,7 +270,7 @@ impl PayloadTransformer for Encryptor<'_> {
             out.extend_from_slice(payload);
             return Ok(());
         }
-        samples_format::encrypt_payload(self.key, payload, out)?;
+        samples_format::encrypt_payload_wrapped(self.key, self.wrapped, payload, out)?;
         self.payloads += 1;
         self.bytes += payload.len() as u64;
         Ok(())
@@ -160,6 +279,7 @@ impl PayloadTransformer for Encryptor<'_> {
 
 struct Decryptor<'k> {
     keyring: &'k Keyring,
+    resolved: &'k ResolvedKeys,
     payloads: u64,
     bytes: u64,
     unknown_keys: u64,
@@ -177,11 +297,21 @@ impl PayloadTransformer for Decryptor<'_> {
             return Ok(());
         }
         let key_id = view.key_id.unwrap_or_default();
-        let Some(key) = self.keyring.get(key_id) else {
+        // An envelope (KMS) payload is read with its unwrapped data key, whatever its key id
+        // says: the samples' KMS codec writes none.
+        let key = match view.data_key_encrypted {
+            Some(wrapped) => self.resolved.get(wrapped).map(|key| &**key),
+            None => self.keyring.get(key_id),
+        };
+        let Some(key) = key else {
             self.unknown_keys += 1;
             if self.unknown_key_ids.len() < 8 {
-                self.unknown_key_ids
-                    .insert(String::from_utf8_lossy(key_id).into_owned());
+                let id = if view.data_key_encrypted.is_some() && key_id.is_empty() {
+                    "aws-kms".to_owned()
+                } else {
+                    String::from_utf8_lossy(key_id).into_owned()
+                };
+                self.unknown_key_ids.insert(id);
             }
             out.extend_from_slice(payload);
             return Ok(());
@@ -190,6 +320,28 @@ impl PayloadTransformer for Decryptor<'_> {
         samples_format::decrypt_payload(key, view.data, out)?;
         self.payloads += 1;
         self.bytes += (out.len() - start) as u64;
+        Ok(())
+    }
+}
+
+/// Collects the wrapped data keys of a message's envelope payloads, copying it unchanged.
+#[derive(Default)]
+struct WrappedKeyCollector {
+    wrapped: BTreeSet<Vec<u8>>,
+}
+
+impl PayloadTransformer for WrappedKeyCollector {
+    fn enters(&self, _class: FieldClass) -> bool {
+        true
+    }
+
+    fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<(), WalkError> {
+        if view.is_encrypted()
+            && let Some(wrapped) = view.data_key_encrypted
+        {
+            self.wrapped.insert(wrapped.to_vec());
+        }
+        out.extend_from_slice(payload);
         Ok(())
     }
 }

@@ -9,7 +9,8 @@ use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
 use super::keyring::DataKey;
 use crate::payload::WalkError;
 use crate::payload::view::{
-    ENCODING_KEY, ENCRYPTED_ENCODING, KEY_ID_KEY, PAYLOAD_DATA, PAYLOAD_EXTERNAL_PAYLOADS, write_metadata_entry,
+    DATA_KEY_ENCRYPTED_KEY, ENCODING_KEY, ENCRYPTED_ENCODING, KEY_ID_KEY, PAYLOAD_DATA, PAYLOAD_EXTERNAL_PAYLOADS,
+    write_metadata_entry,
 };
 use crate::payload::wire::{FieldReader, WIRE_LEN, write_tag, write_varint};
 
@@ -20,8 +21,22 @@ pub const TAG_LEN: usize = 16;
 /// `external_payloads` stay visible on the wrapper too, because the server and SDKs
 /// read them to account for payloads stored outside the history.
 pub fn encrypt_payload(key: &DataKey, payload: &[u8], out: &mut Vec<u8>) -> Result<(), WalkError> {
+    encrypt_payload_wrapped(key, None, payload, out)
+}
+
+/// [`encrypt_payload`] with an envelope: `wrapped_key` (base64 of the KMS-encrypted data
+/// key) goes to the `data_key_encrypted` metadata, as Temporal's KMS sample writes it.
+pub fn encrypt_payload_wrapped(
+    key: &DataKey,
+    wrapped_key: Option<&[u8]>,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), WalkError> {
     let mut nonce = [0u8; NONCE_LEN];
     aws_lc_rs::rand::fill(&mut nonce).map_err(|_| WalkError::Encryption)?;
+    if let Some(wrapped_key) = wrapped_key {
+        write_metadata_entry(out, DATA_KEY_ENCRYPTED_KEY, wrapped_key);
+    }
     encrypt_payload_with_nonce(key, nonce, payload, out)
 }
 

@@ -73,7 +73,7 @@ fn known_answer_vectors_decrypt_and_encrypt_to_the_exact_bytes() {
             .try_into()
             .unwrap();
         let mut ours = Vec::new();
-        encrypt_payload_with_nonce(codec.keyring().active(), nonce, &plaintext, &mut ours).unwrap();
+        encrypt_payload_with_nonce(codec.keyring().active().unwrap(), nonce, &plaintext, &mut ours).unwrap();
         let ours = Payload::decode(ours.as_slice()).unwrap();
         let expected = Payload::decode(encrypted.as_slice()).unwrap();
         assert_eq!(ours, expected, "{}", kat["name"]);

@@ -9,13 +9,15 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use prost::Message as _;
-use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
+use temporalio_protos::temporal::api::common::v1::Payloads;
 
 use super::error::ApiError;
 use crate::auth::{Access, AuthError, Authenticator};
 use crate::codec::Codec;
+use crate::codec::{EncryptionKey, KeyError, ResolvedKeys};
+use crate::keys::kms::KmsError;
 use crate::payload::WalkError;
-use crate::payload::schema::PAYLOAD_TYPE;
+use crate::payload::schema::PAYLOADS_TYPE;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -99,7 +101,17 @@ async fn handle(state: &ApiState, operation: Operation, request: Request) -> Res
     }
     let codec = Arc::clone(&state.codec);
     let count = payloads.payloads.len();
-    let result = tokio::task::spawn_blocking(move || transform(&codec, operation, payloads))
+    let message = payloads.encode_to_vec();
+    let keys = match operation {
+        Operation::Encode => Keys::Encryption(codec.encryption_key(namespace).await.map_err(key_error)?),
+        Operation::Decode => Keys::Decryption(
+            codec
+                .decryption_keys(PAYLOADS_TYPE, &message)
+                .await
+                .map_err(key_error)?,
+        ),
+    };
+    let result = tokio::task::spawn_blocking(move || transform(&codec, keys, &message))
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "payload processing was interrupted"))?;
     tracing::debug!(
@@ -142,23 +154,45 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     }
 }
 
-fn transform(codec: &Codec, operation: Operation, payloads: Payloads) -> Result<Payloads, ApiError> {
-    let mut out = Vec::with_capacity(payloads.payloads.len());
-    for payload in payloads.payloads {
-        let bytes = payload.encode_to_vec();
-        let rewritten = match operation {
-            Operation::Encode => codec.encode(PAYLOAD_TYPE, &bytes),
-            Operation::Decode => codec.decode(PAYLOAD_TYPE, &bytes),
-        }
-        .map_err(codec_error)?;
-        out.push(Payload::decode(rewritten.as_slice()).map_err(|error| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("a decrypted payload is not a valid Payload message: {error}"),
-            )
-        })?);
+/// The keys one request needs, resolved before the CPU work.
+enum Keys {
+    Encryption(EncryptionKey),
+    Decryption(ResolvedKeys),
+}
+
+/// Rewrites all payloads of the request as one `Payloads` message: one walk, same order.
+fn transform(codec: &Codec, keys: Keys, message: &[u8]) -> Result<Payloads, ApiError> {
+    let rewritten = match keys {
+        Keys::Encryption(key) => codec.encode_with(&key, PAYLOADS_TYPE, message),
+        Keys::Decryption(resolved) => codec.decode_with(&resolved, PAYLOADS_TYPE, message),
     }
-    Ok(Payloads { payloads: out })
+    .map_err(codec_error)?;
+    Payloads::decode(rewritten.as_slice()).map_err(|error| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("a decrypted payload is not a valid Payload message: {error}"),
+        )
+    })
+}
+
+/// KMS trouble is the gateway's, not the caller's: 503 when KMS is unreachable or
+/// throttling, 502 when it refuses.
+fn key_error(error: KeyError) -> ApiError {
+    match error {
+        KeyError::Kms(KmsError::Unavailable(message)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("KMS is unavailable: {message}"),
+        ),
+        KeyError::Kms(error @ (KmsError::PermissionDenied(_) | KmsError::Rejected(_))) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, error.to_string())
+        }
+        KeyError::Kms(KmsError::NoNamespace) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the KMS key depends on the namespace: send the X-Namespace header",
+        ),
+        KeyError::NoKey => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+        KeyError::Walk(error) => codec_error(error),
+    }
 }
 
 fn auth_error(error: AuthError) -> ApiError {

@@ -1,4 +1,6 @@
-//! Key sources: turns `ID=SOURCE` specifications into a keyring.
+//! Key sources: static keys from `ID=SOURCE` specifications, and AWS KMS.
+
+pub mod kms;
 
 use std::path::PathBuf;
 
@@ -178,7 +180,7 @@ mod tests {
             assert_eq!(&parsed.load().unwrap()[..], &key[..], "{spec}");
         }
         let keyring = load_keyring(&specs).unwrap();
-        assert_eq!(keyring.active().id(), "a");
+        assert_eq!(keyring.active().unwrap().id(), "a");
         assert_eq!(keyring.ids().count(), 5);
     }
 
@@ -217,6 +219,6 @@ mod tests {
     fn generated_keys_load() {
         let source = generate_key_source().unwrap();
         let keyring = load_keyring(&[format!("new={}", source.as_str())]).unwrap();
-        assert_eq!(keyring.active().id(), "new");
+        assert_eq!(keyring.active().unwrap().id(), "new");
     }
 }

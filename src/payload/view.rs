@@ -12,6 +12,7 @@ const MAP_VALUE: u32 = 2;
 
 pub const ENCODING_KEY: &[u8] = b"encoding";
 pub const KEY_ID_KEY: &[u8] = b"encryption-key-id";
+pub const DATA_KEY_ENCRYPTED_KEY: &[u8] = b"data_key_encrypted";
 pub const ENCRYPTED_ENCODING: &[u8] = b"binary/encrypted";
 const SYSTEM_PAYLOAD_KEY: &[u8] = b"__temporal_system_payload";
 const MESSAGE_TYPE_KEY: &[u8] = b"messageType";
@@ -22,6 +23,8 @@ pub struct PayloadView<'a> {
     pub metadata_entries: usize,
     pub encoding: Option<&'a [u8]>,
     pub key_id: Option<&'a [u8]>,
+    /// Base64 of a KMS-encrypted data key (envelope encryption).
+    pub data_key_encrypted: Option<&'a [u8]>,
     pub system: bool,
     pub message_type: Option<&'a [u8]>,
     pub data: &'a [u8],
@@ -39,6 +42,7 @@ impl<'a> PayloadView<'a> {
                     match key {
                         ENCODING_KEY => view.encoding = Some(value),
                         KEY_ID_KEY => view.key_id = Some(value),
+                        DATA_KEY_ENCRYPTED_KEY => view.data_key_encrypted = Some(value),
                         SYSTEM_PAYLOAD_KEY => view.system = value == b"true",
                         MESSAGE_TYPE_KEY => view.message_type = Some(value),
                         _ => {}

@@ -20,9 +20,11 @@ use super::grpc_frame::{
     encode_frame,
 };
 use super::headers::{grpc_timeout, remove_hop_by_hop};
-use crate::codec::Codec;
+use crate::codec::{Codec, EncryptionKey, KeyError, ResolvedKeys};
+use crate::keys::kms::KmsError;
 use crate::payload::WalkError;
 use crate::payload::schema::{self, MessageIndex, MethodSchema};
+use crate::payload::wire::{FieldReader, WIRE_LEN};
 
 /// Messages at least this large are rewritten on the blocking pool, so one big history
 /// does not hold up the other calls sharing a reactor thread.
@@ -112,7 +114,10 @@ impl Forwarder {
                 parts.headers.remove(GRPC_ENCODING);
                 parts.headers.remove(http::header::CONTENT_LENGTH);
                 let message = self.read_unary_request(body, encoding).await?;
-                let encrypted = self.run_codec(Direction::Request, message_type, message).await?;
+                let namespace = request_namespace(&parts.headers, method, &message);
+                let encrypted = self
+                    .run_codec(Direction::Request, message_type, message, &namespace)
+                    .await?;
                 single_message_body(encode_frame(&encrypted), None)
             }
         };
@@ -167,7 +172,7 @@ impl Forwarder {
         let (mut parts, body) = response.into_parts();
         if parts.headers.contains_key("grpc-status") {
             // A trailers-only answer: the status, and its details, are in the headers.
-            self.decode_status_details(&mut parts.headers);
+            self.decode_status_details(&mut parts.headers).await;
             return Ok(http::Response::from_parts(parts, body));
         }
         let encoding = MessageEncoding::from_headers(&parts.headers)
@@ -188,11 +193,11 @@ impl Forwarder {
             .map_err(|error| self.frame_error(Direction::Response, error))?;
         let mut out = BytesMut::new();
         for message in messages {
-            let decrypted = self.run_codec(Direction::Response, message_type, message).await?;
+            let decrypted = self.run_codec(Direction::Response, message_type, message, "").await?;
             out.extend_from_slice(&encode_frame(&decrypted));
         }
         if let Some(trailers) = trailers.as_mut() {
-            self.decode_status_details(trailers);
+            self.decode_status_details(trailers).await;
         }
         Ok(http::Response::from_parts(
             parts,
@@ -200,17 +205,26 @@ impl Forwarder {
         ))
     }
 
+    /// Resolves the keys the message needs (KMS calls and caches), then rewrites it.
     async fn run_codec(
         &self,
         direction: Direction,
         message_type: MessageIndex,
         message: Vec<u8>,
+        namespace: &str,
     ) -> Result<Vec<u8>, Status> {
+        let keys = match direction {
+            Direction::Request => Keys::Encryption(self.codec.encryption_key(namespace).await),
+            Direction::Response => Keys::Decryption(self.codec.decryption_keys(message_type, &message).await),
+        };
+        let keys = keys
+            .ready()
+            .map_err(|error| key_status(direction, message_type, error))?;
         let codec = Arc::clone(&self.codec);
         let large = message.len() >= BLOCKING_THRESHOLD;
-        let work = move || match direction {
-            Direction::Request => codec.encode(message_type, &message),
-            Direction::Response => codec.decode(message_type, &message),
+        let work = move || match keys {
+            ReadyKeys::Encryption(key) => codec.encode_with(&key, message_type, &message),
+            ReadyKeys::Decryption(resolved) => codec.decode_with(&resolved, message_type, &message),
         };
         let result = if large {
             tokio::task::spawn_blocking(work)
@@ -224,14 +238,21 @@ impl Forwarder {
 
     /// Decrypts payloads in `grpc-status-details-bin` (query failures, multi-operation
     /// failures). Undecodable details are left as the server sent them.
-    fn decode_status_details(&self, headers: &mut HeaderMap) {
+    async fn decode_status_details(&self, headers: &mut HeaderMap) {
         let Some(value) = headers.get(STATUS_DETAILS) else {
             return;
         };
         let Ok(details) = BASE64_ANY_PADDING.decode(value.as_bytes()) else {
             return;
         };
-        match self.codec.decode(self.status_type, &details) {
+        let resolved = match self.codec.decryption_keys(self.status_type, &details).await {
+            Ok(resolved) => resolved,
+            Err(error) => {
+                tracing::warn!(%error, "left grpc-status-details-bin encrypted");
+                return;
+            }
+        };
+        match self.codec.decode_with(&resolved, self.status_type, &details) {
             Ok(decoded) if decoded != details => {
                 if let Ok(value) = HeaderValue::from_str(&STANDARD_NO_PAD.encode(decoded)) {
                     headers.insert(STATUS_DETAILS, value);
@@ -289,6 +310,63 @@ fn codec_status(direction: Direction, message_type: MessageIndex, error: WalkErr
             Status::internal(format!("upstream response is not a valid {type_name}: {error}"))
         }
     }
+}
+
+/// Keys for one message, as resolved.
+enum Keys {
+    Encryption(Result<EncryptionKey, KeyError>),
+    Decryption(Result<ResolvedKeys, KeyError>),
+}
+
+enum ReadyKeys {
+    Encryption(EncryptionKey),
+    Decryption(ResolvedKeys),
+}
+
+impl Keys {
+    fn ready(self) -> Result<ReadyKeys, KeyError> {
+        Ok(match self {
+            Self::Encryption(key) => ReadyKeys::Encryption(key?),
+            Self::Decryption(resolved) => ReadyKeys::Decryption(resolved?),
+        })
+    }
+}
+
+/// A KMS failure while encrypting fails the call before anything goes upstream.
+fn key_status(direction: Direction, message_type: MessageIndex, error: KeyError) -> Status {
+    match error {
+        KeyError::Kms(KmsError::Unavailable(message)) => Status::unavailable(format!("KMS is unavailable: {message}")),
+        KeyError::Kms(KmsError::PermissionDenied(message)) => {
+            Status::permission_denied(format!("KMS denied access: {message}"))
+        }
+        KeyError::Kms(KmsError::Rejected(message)) => {
+            Status::failed_precondition(format!("KMS refused the request: {message}"))
+        }
+        KeyError::Kms(KmsError::NoNamespace) => {
+            Status::invalid_argument("the KMS key depends on the namespace, and the call names none")
+        }
+        KeyError::NoKey => Status::internal("no encryption key is configured; the call was not forwarded"),
+        KeyError::Walk(error) => codec_status(direction, message_type, error),
+    }
+}
+
+/// The call's namespace: the `temporal-namespace` header current SDKs send, else the
+/// request's own `namespace` field.
+fn request_namespace(headers: &HeaderMap, method: Option<&MethodSchema>, message: &[u8]) -> String {
+    if let Some(namespace) = headers.get("temporal-namespace").and_then(|v| v.to_str().ok()) {
+        return namespace.to_owned();
+    }
+    let Some(field) = method.and_then(|m| m.namespace_field) else {
+        return String::new();
+    };
+    let mut reader = FieldReader::new(message);
+    let mut namespace = String::new();
+    while let Ok(Some(found)) = reader.next_field() {
+        if found.number == field && found.wire_type == WIRE_LEN {
+            namespace = String::from_utf8_lossy(found.content).into_owned();
+        }
+    }
+    namespace
 }
 
 /// A body of one buffered chunk and optional trailers.

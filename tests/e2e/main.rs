@@ -6,6 +6,7 @@ mod echo_upstream;
 mod faults;
 mod forwarding;
 mod identity;
+mod kms;
 mod relay;
 mod sdk;
 mod support;

@@ -15,9 +15,11 @@ const RST_STREAM: u8 = 0x3;
 
 #[derive(Default)]
 pub struct Recorded {
-    /// Every DATA frame payload the proxy sent upstream, concatenated.
+    /// Every DATA frame payload the proxy sent upstream, concatenated (HTTP/2).
     pub upstream_data: Vec<u8>,
     pub upstream_resets: usize,
+    /// Every byte sent upstream, for HTTP/1.1 peers such as the KMS emulator.
+    pub upstream_raw: Vec<u8>,
 }
 
 pub struct Relay {
@@ -102,6 +104,16 @@ impl Relay {
     pub fn upstream_resets(&self) -> usize {
         self.recorded.lock().unwrap().upstream_resets
     }
+
+    /// How many times `needle` appears in everything sent upstream.
+    pub fn count_sent(&self, needle: &[u8]) -> usize {
+        let recorded = self.recorded.lock().unwrap();
+        recorded
+            .upstream_raw
+            .windows(needle.len())
+            .filter(|w| *w == needle)
+            .count()
+    }
 }
 
 /// Parses the client side of an HTTP/2 connection frame by frame.
@@ -109,13 +121,23 @@ impl Relay {
 struct FrameInspector {
     buffer: Vec<u8>,
     preface_seen: bool,
+    not_http2: bool,
 }
 
 impl FrameInspector {
     fn feed(&mut self, bytes: &[u8], recorded: &Mutex<Recorded>) {
+        recorded.lock().unwrap().upstream_raw.extend_from_slice(bytes);
+        if self.not_http2 {
+            return;
+        }
         self.buffer.extend_from_slice(bytes);
         if !self.preface_seen {
             if self.buffer.len() < PREFACE_LEN {
+                return;
+            }
+            if !self.buffer.starts_with(b"PRI * HTTP/2.0") {
+                self.not_http2 = true;
+                self.buffer.clear();
                 return;
             }
             self.buffer.drain(..PREFACE_LEN);

@@ -217,7 +217,28 @@ impl TestProxy {
                 .map(|(id, key)| (id.to_string(), Zeroizing::new(key.to_vec()))),
         )
         .unwrap();
-        let codec = Arc::new(Codec::new(keyring, EncryptionPolicy::default()));
+        let codec = Codec::new(keyring, EncryptionPolicy::default());
+        Self::start_with_codec_and_limits(upstream, codec, max_message_bytes, authenticator).await
+    }
+
+    /// A proxy around a codec built by the test (KMS, for one).
+    pub async fn start_with_codec(upstream: &str, codec: Codec) -> Self {
+        Self::start_with_codec_and_limits(
+            upstream,
+            codec,
+            temporal_codec_proxy::config::DEFAULT_MAX_MESSAGE_BYTES,
+            None,
+        )
+        .await
+    }
+
+    async fn start_with_codec_and_limits(
+        upstream: &str,
+        codec: Codec,
+        max_message_bytes: usize,
+        authenticator: Option<Arc<Authenticator>>,
+    ) -> Self {
+        let codec = Arc::new(codec);
         let channel = proxy::upstream::connect_lazy(upstream).unwrap();
         let forwarder = Arc::new(Forwarder::new(
             Arc::clone(&codec),
