@@ -1,0 +1,755 @@
+//! End-to-end load through the proxy process: throughput, latency, CPU and memory of QueryWorkflow calls.
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::Frame;
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::Incoming;
+use hyper::server::conn::http2;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prost::Message as _;
+use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution};
+use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
+use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
+use temporalio_protos::temporal::api::workflowservice::v1::{QueryWorkflowRequest, QueryWorkflowResponse};
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+use tonic::transport::{Channel, Endpoint};
+
+const PROXY_BIN: &str = env!("CARGO_BIN_EXE_temporal-codec-proxy");
+const QUERY_PATH: &str = "/temporal.api.workflowservice.v1.WorkflowService/QueryWorkflow";
+const PAYLOAD_DATA_BYTES: usize = 1024;
+/// HTTP/2 connections the load generator spreads its calls over, for each target.
+const CONNECTIONS: usize = 4;
+const CONCURRENCY: usize = 32;
+const WARM_UP: Duration = Duration::from_secs(1);
+const SATURATION_TIME: Duration = Duration::from_secs(5);
+const OPEN_LOOP_TIME: Duration = Duration::from_secs(5);
+/// A rate low enough that the proxy's latency is seen without queueing on the two cores.
+const LIGHT_RATE: f64 = 1_000.0;
+/// How long an open-loop run waits for its last calls before counting them as lost.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause before each phase, so work left from the one before is not counted in it.
+const SETTLE_TIME: Duration = Duration::from_millis(500);
+const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(50);
+const GRPC_PREFIX_LEN: usize = 5;
+const ENCRYPTED_ENCODING: &[u8] = b"binary/encrypted";
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let upstream_stats = Arc::new(UpstreamStats::default());
+    let upstream_addr = runtime
+        .block_on(start_upstream(Arc::clone(&upstream_stats)))
+        .expect("upstream listens");
+    let proxy = ProxyProcess::start(upstream_addr);
+    let fresh_rss = proxy.rss_kib();
+    let (direct, proxied) = runtime.block_on(async {
+        tokio::join!(
+            Target::connect("direct", upstream_addr),
+            Target::connect("proxied", proxy.addr)
+        )
+    });
+    let bench = Bench {
+        runtime,
+        clock: CpuClock::new(),
+        query: QueryCall::new(),
+        proxy,
+        direct,
+        proxied,
+    };
+
+    for target in [&bench.direct, &bench.proxied] {
+        bench.run(target, Load::Closed(WARM_UP));
+    }
+    let encrypted_before = upstream_stats.encrypted_payloads.load(Ordering::Relaxed);
+    bench.run(&bench.proxied, Load::Closed(Duration::from_millis(100)));
+    assert!(
+        upstream_stats.encrypted_payloads.load(Ordering::Relaxed) > encrypted_before,
+        "payloads must reach the upstream encrypted through the proxy"
+    );
+    let idle_rss = bench.proxy.rss_kib();
+
+    println!(
+        "QueryWorkflow with a {PAYLOAD_DATA_BYTES} B JSON payload, echoed back as the query result; \
+         {CONNECTIONS} HTTP/2 connections per target; proxy pid {}",
+        bench.proxy.child.id()
+    );
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    println!("{cores} cores shared by the load generator + upstream (this process) and the proxy (its own process)\n");
+
+    println!(
+        "(a) closed loop, concurrency {CONCURRENCY}, {} s per target",
+        SATURATION_TIME.as_secs()
+    );
+    let [direct_saturation, proxied_saturation] = bench.compare(Load::Closed(SATURATION_TIME));
+    let direct_rate = direct_saturation.phase.rate();
+    let proxied_rate = proxied_saturation.phase.rate();
+    println!("  proxied / direct throughput: {:.2}\n", proxied_rate / direct_rate);
+
+    // The rate the targets are stated for comes last: on a small machine it can overload the
+    // proxied path, and the memory that backlog takes would otherwise show in the later rows.
+    let open_loop_rates = [
+        ("half of proxied saturation", (proxied_rate / 2.0).round(), false),
+        ("light load", LIGHT_RATE, false),
+        ("half of direct saturation", (direct_rate / 2.0).round(), true),
+    ];
+    let mut open_loop_runs = Vec::new();
+    for (label, rate, has_targets) in open_loop_rates {
+        println!(
+            "(b) open loop at {rate:.0} calls/s ({label}), {} s per target, latency from the scheduled send time",
+            OPEN_LOOP_TIME.as_secs()
+        );
+        let [direct_open, proxied_open] = bench.compare(Load::Open {
+            rate,
+            duration: OPEN_LOOP_TIME,
+        });
+        let added = |quantile| {
+            proxied_open.phase.latency(quantile).as_secs_f64() - direct_open.phase.latency(quantile).as_secs_f64()
+        };
+        println!(
+            "  added by the proxy: p50 {}, p99 {}{}\n",
+            format_signed_seconds(added(0.50)),
+            format_signed_seconds(added(0.99)),
+            if has_targets {
+                " (targets: p50 <= 100 us, p99 <= 1 ms)"
+            } else {
+                ""
+            }
+        );
+        open_loop_runs.push((label, rate, proxied_open));
+    }
+
+    println!(
+        "(c) proxy CPU time per successful proxied call (utime+stime from /proc/<pid>/stat, tick {} ms)",
+        bench.clock.tick_ms()
+    );
+    let cpu_rows = [("closed loop, saturated".to_owned(), &proxied_saturation)]
+        .into_iter()
+        .chain(
+            open_loop_runs
+                .iter()
+                .map(|(label, rate, measured)| (format!("open loop, {rate:.0} calls/s ({label})"), measured)),
+        );
+    for (label, measured) in cpu_rows {
+        let unsuccessful = measured.phase.failed + measured.phase.timed_out;
+        let caveat = if unsuccessful > 0 {
+            format!(" ({unsuccessful} calls failed; their work is counted too)")
+        } else {
+            String::new()
+        };
+        println!(
+            "  {:<58} {}{caveat}",
+            format!("{label}:"),
+            measured.proxy_cpu_per_call()
+        );
+    }
+    println!("  target: below 40 us\n");
+
+    println!("(d) proxy resident memory (VmRSS from /proc/<pid>/status; per-phase maxima in the tables)");
+    println!("  just started:                   {}", format_kib(fresh_rss));
+    println!("  idle, connected, after warm-up: {}", format_kib(idle_rss));
+    println!(
+        "  idle after all load:            {}",
+        format_kib(bench.proxy.rss_kib())
+    );
+    println!(
+        "  peak (VmHWM):                   {}",
+        format_kib(bench.proxy.status_kib("VmHWM:"))
+    );
+}
+
+/// How calls are offered to a target.
+#[derive(Clone, Copy)]
+enum Load {
+    /// [`CONCURRENCY`] callers, each starting its next call when the last one returns.
+    Closed(Duration),
+    /// Calls started at a fixed rate whatever the target's answers.
+    Open { rate: f64, duration: Duration },
+}
+
+/// The load generator, the upstream and the proxy process, connected.
+struct Bench {
+    runtime: Runtime,
+    clock: CpuClock,
+    query: Arc<QueryCall>,
+    proxy: ProxyProcess,
+    direct: Target,
+    proxied: Target,
+}
+
+impl Bench {
+    /// Runs `load` direct, then through the proxy, and prints both.
+    fn compare(&self, load: Load) -> [Measured; 2] {
+        let direct = self.measure(&self.direct, load);
+        let proxied = self.measure(&self.proxied, load);
+        print_phase_header();
+        print_phase("direct", &direct, false);
+        print_phase("proxied", &proxied, true);
+        [direct, proxied]
+    }
+
+    /// Runs `load` against `target` and reads the CPU time and memory it took.
+    fn measure(&self, target: &Target, load: Load) -> Measured {
+        std::thread::sleep(SETTLE_TIME);
+        let proxy_pid = self.proxy.child.id();
+        let rss_sampler = RssSampler::start(proxy_pid);
+        let proxy_cpu = self.clock.process_cpu(proxy_pid);
+        let own_cpu = self.clock.process_cpu(std::process::id());
+        let phase = self.run(target, load);
+        Measured {
+            proxy_cpu: self.clock.process_cpu(proxy_pid) - proxy_cpu,
+            own_cpu: self.clock.process_cpu(std::process::id()) - own_cpu,
+            proxy_rss_peak: rss_sampler.stop(),
+            phase,
+        }
+    }
+
+    fn run(&self, target: &Target, load: Load) -> Phase {
+        match load {
+            Load::Closed(duration) => self.runtime.block_on(closed_loop(target, &self.query, duration)),
+            Load::Open { rate, duration } => open_loop(&self.runtime, target, &self.query, rate, duration),
+        }
+    }
+}
+
+/// A load generator's connections to one target.
+struct Target {
+    clients: Vec<WorkflowServiceClient<Channel>>,
+}
+
+impl Target {
+    async fn connect(name: &str, addr: SocketAddr) -> Self {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .expect("valid address")
+            .tcp_nodelay(true);
+        let mut clients = Vec::with_capacity(CONNECTIONS);
+        // Each `connect` opens its own HTTP/2 connection.
+        for _ in 0..CONNECTIONS {
+            let channel = endpoint
+                .connect()
+                .await
+                .unwrap_or_else(|error| panic!("connecting to {name} at {addr}: {error}"));
+            clients.push(WorkflowServiceClient::new(channel));
+        }
+        Self { clients }
+    }
+
+    fn client(&self, index: usize) -> WorkflowServiceClient<Channel> {
+        self.clients[index % self.clients.len()].clone()
+    }
+}
+
+/// The request every call sends, and the result it expects back.
+struct QueryCall {
+    request: QueryWorkflowRequest,
+    expected: Payloads,
+}
+
+impl QueryCall {
+    fn new() -> Arc<Self> {
+        let args = Payloads {
+            payloads: vec![Payload {
+                metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),
+                data: json_document(PAYLOAD_DATA_BYTES),
+                external_payloads: vec![],
+            }],
+        };
+        Arc::new(Self {
+            request: QueryWorkflowRequest {
+                namespace: "default".to_owned(),
+                execution: Some(WorkflowExecution {
+                    workflow_id: "order-00000001".to_owned(),
+                    run_id: "0198c3a2-7e51-7c1e-9a3b-5d4f6e7a8b9c".to_owned(),
+                }),
+                query: Some(WorkflowQuery {
+                    query_type: "orderStatus".to_owned(),
+                    query_args: Some(args.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            expected: args,
+        })
+    }
+
+    /// Makes one call and checks that it returned the payload it sent.
+    async fn call(&self, mut client: WorkflowServiceClient<Channel>) -> Result<(), String> {
+        let response = client
+            .query_workflow(self.request.clone())
+            .await
+            .map_err(|status| describe_status(&status))?;
+        if response.into_inner().query_result.as_ref() == Some(&self.expected) {
+            Ok(())
+        } else {
+            Err("the query result differs from the arguments sent".to_owned())
+        }
+    }
+}
+
+/// A status with the chain of errors behind it, which tells transport failures apart.
+fn describe_status(status: &tonic::Status) -> String {
+    let mut description = format!("{:?}: {}", status.code(), status.message());
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        description.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    description
+}
+
+/// What became of one call.
+enum Outcome {
+    Succeeded(Duration),
+    Failed(String),
+    /// Still unanswered when the open-loop run stopped waiting.
+    TimedOut,
+}
+
+/// The outcome of one load phase against one target.
+struct Phase {
+    /// Latencies of the successful calls, sorted.
+    latencies: Vec<Duration>,
+    failed: u64,
+    timed_out: u64,
+    first_failure: Option<String>,
+    elapsed: Duration,
+}
+
+impl Phase {
+    fn new(outcomes: impl IntoIterator<Item = Outcome>, elapsed: Duration) -> Self {
+        let mut phase = Self {
+            latencies: Vec::new(),
+            failed: 0,
+            timed_out: 0,
+            first_failure: None,
+            elapsed,
+        };
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Succeeded(latency) => phase.latencies.push(latency),
+                Outcome::Failed(reason) => {
+                    phase.failed += 1;
+                    phase.first_failure.get_or_insert(reason);
+                }
+                Outcome::TimedOut => phase.timed_out += 1,
+            }
+        }
+        phase.latencies.sort();
+        phase
+    }
+
+    fn succeeded(&self) -> u64 {
+        self.latencies.len() as u64
+    }
+
+    fn calls(&self) -> u64 {
+        self.succeeded() + self.failed + self.timed_out
+    }
+
+    /// Successful calls per second.
+    fn rate(&self) -> f64 {
+        self.succeeded() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The latency at `quantile` of the successful calls.
+    fn latency(&self, quantile: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((self.latencies.len() - 1) as f64 * quantile).round() as usize;
+        self.latencies[index]
+    }
+}
+
+/// A phase with the CPU time the proxy and this process spent during it, and the proxy's memory.
+struct Measured {
+    phase: Phase,
+    proxy_cpu: Duration,
+    own_cpu: Duration,
+    proxy_rss_peak: u64,
+}
+
+impl Measured {
+    fn proxy_cpu_per_call(&self) -> String {
+        format_seconds(self.proxy_cpu.as_secs_f64() / self.phase.succeeded().max(1) as f64)
+    }
+}
+
+fn print_phase_header() {
+    println!(
+        "  {:<8} {:>7} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
+        "target",
+        "calls",
+        "ok/s",
+        "failed",
+        "timed out",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        "proxy CPU",
+        "bench CPU",
+        "proxy RSS"
+    );
+}
+
+/// One row: latencies of successful calls, CPU time per successful call, largest RSS sample.
+fn print_phase(name: &str, measured: &Measured, through_proxy: bool) {
+    let phase = &measured.phase;
+    let (proxy_cpu, proxy_rss) = if through_proxy {
+        (measured.proxy_cpu_per_call(), format_kib(measured.proxy_rss_peak))
+    } else {
+        ("-".to_owned(), "-".to_owned())
+    };
+    println!(
+        "  {:<8} {:>7} {:>8.0} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
+        name,
+        phase.calls(),
+        phase.rate(),
+        phase.failed,
+        phase.timed_out,
+        format_seconds(phase.latency(0.50).as_secs_f64()),
+        format_seconds(phase.latency(0.99).as_secs_f64()),
+        format_seconds(phase.latency(0.999).as_secs_f64()),
+        format_seconds(phase.latencies.last().copied().unwrap_or_default().as_secs_f64()),
+        proxy_cpu,
+        format_seconds(measured.own_cpu.as_secs_f64() / phase.succeeded().max(1) as f64),
+        proxy_rss,
+    );
+    if let Some(reason) = &phase.first_failure {
+        println!("  first failure ({name}): {reason}");
+    }
+}
+
+/// Runs [`CONCURRENCY`] callers that each start a new call as soon as the last one returns.
+async fn closed_loop(target: &Target, query: &Arc<QueryCall>, duration: Duration) -> Phase {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let callers: Vec<_> = (0..CONCURRENCY)
+        .map(|index| {
+            let client = target.client(index);
+            let query = Arc::clone(query);
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    outcomes.push(match query.call(client.clone()).await {
+                        Ok(()) => Outcome::Succeeded(sent.elapsed()),
+                        Err(reason) => Outcome::Failed(reason),
+                    });
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for caller in callers {
+        outcomes.extend(caller.await.expect("caller task"));
+    }
+    Phase::new(outcomes, start.elapsed())
+}
+
+/// Starts calls at a fixed `rate` whether or not earlier ones have returned, and measures
+/// each call from the time it was scheduled, so a stalled target cannot hide its queue.
+fn open_loop(runtime: &Runtime, target: &Target, query: &Arc<QueryCall>, rate: f64, duration: Duration) -> Phase {
+    let total = (rate * duration.as_secs_f64()) as usize;
+    let start = Instant::now();
+    let mut calls = Vec::with_capacity(total);
+    // Pacing from this plain thread with sleeps: tokio's timer has millisecond granularity,
+    // which would send the calls in bursts.
+    for index in 0..total {
+        let scheduled = start + Duration::from_secs_f64(index as f64 / rate);
+        let now = Instant::now();
+        if scheduled > now {
+            std::thread::sleep(scheduled - now);
+        }
+        let client = target.client(index);
+        let query = Arc::clone(query);
+        calls.push(runtime.spawn(async move {
+            match query.call(client).await {
+                Ok(()) => Outcome::Succeeded(scheduled.elapsed()),
+                Err(reason) => Outcome::Failed(reason),
+            }
+        }));
+    }
+    let outcomes = runtime.block_on(async {
+        let drain_deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        let mut outcomes = Vec::with_capacity(calls.len());
+        for mut call in calls {
+            outcomes.push(match tokio::time::timeout_at(drain_deadline, &mut call).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(join_error)) => Outcome::Failed(format!("call task: {join_error}")),
+                Err(_) => {
+                    // Cancelling resets the stream, so the target can drop the call too.
+                    call.abort();
+                    Outcome::TimedOut
+                }
+            });
+        }
+        outcomes
+    });
+    Phase::new(outcomes, duration)
+}
+
+/// What the upstream saw: proof that payloads crossed the proxy encrypted.
+#[derive(Default)]
+struct UpstreamStats {
+    encrypted_payloads: AtomicU64,
+}
+
+type UpstreamBody = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+/// Serves QueryWorkflow over h2c on a random local port, answering each query with its
+/// own arguments as the result.
+async fn start_upstream(stats: Arc<UpstreamStats>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let stats = Arc::clone(&stats);
+            tokio::spawn(async move {
+                let service = service_fn(move |request| answer_query(request, Arc::clone(&stats)));
+                let _ = http2::Builder::new(TokioExecutor::new())
+                    .max_concurrent_streams(4096)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn answer_query(
+    request: http::Request<Incoming>,
+    stats: Arc<UpstreamStats>,
+) -> Result<http::Response<UpstreamBody>, Infallible> {
+    if request.uri().path() != QUERY_PATH {
+        return Ok(grpc_error(12, "only QueryWorkflow is served"));
+    }
+    let body = match request.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(grpc_error(1, "request body ended early")),
+    };
+    let message = match body.split_first() {
+        Some((0, rest)) if rest.len() >= GRPC_PREFIX_LEN - 1 => &rest[GRPC_PREFIX_LEN - 1..],
+        _ => return Ok(grpc_error(3, "expected one uncompressed gRPC message")),
+    };
+    let Ok(query) = QueryWorkflowRequest::decode(message) else {
+        return Ok(grpc_error(3, "not a QueryWorkflowRequest"));
+    };
+    let query_result = query.query.and_then(|query| query.query_args);
+    let encrypted = query_result
+        .iter()
+        .flat_map(|args| &args.payloads)
+        .filter(|payload| payload.metadata.get("encoding").map(Vec::as_slice) == Some(ENCRYPTED_ENCODING))
+        .count();
+    stats.encrypted_payloads.fetch_add(encrypted as u64, Ordering::Relaxed);
+    let response = QueryWorkflowResponse {
+        query_result,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut frame = BytesMut::with_capacity(GRPC_PREFIX_LEN + response.len());
+    frame.put_u8(0);
+    frame.put_u32(response.len() as u32);
+    frame.put_slice(&response);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frames = vec![Ok(Frame::data(frame.freeze())), Ok(Frame::trailers(trailers))];
+    Ok(http::Response::builder()
+        .header("content-type", "application/grpc")
+        .body(StreamBody::new(futures_util::stream::iter(frames)))
+        .expect("valid response"))
+}
+
+/// A trailers-only gRPC error response.
+fn grpc_error(code: u8, message: &'static str) -> http::Response<UpstreamBody> {
+    http::Response::builder()
+        .header("content-type", "application/grpc")
+        .header("grpc-status", code.to_string())
+        .header("grpc-message", message)
+        .body(StreamBody::new(futures_util::stream::iter(Vec::new())))
+        .expect("valid response")
+}
+
+/// The proxy binary running as its own process, so its CPU time and memory can be read apart.
+struct ProxyProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ProxyProcess {
+    fn start(upstream: SocketAddr) -> Self {
+        let keygen = Command::new(PROXY_BIN).arg("keygen").output().expect("running keygen");
+        assert!(keygen.status.success(), "keygen failed");
+        let key_source = String::from_utf8(keygen.stdout).expect("keygen prints text");
+        let addr = unused_local_addr();
+        let child = Command::new(PROXY_BIN)
+            .args([
+                "serve",
+                "--listen",
+                &addr.to_string(),
+                "--upstream",
+                &upstream.to_string(),
+            ])
+            .args(["--key", &format!("bench={}", key_source.trim()), "--log", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {PROXY_BIN}: {error}"));
+        let proxy = Self { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "the proxy did not start listening on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        proxy
+    }
+
+    fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        status_kib(self.child.id(), field)
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A local port that is free now; the proxy binds it moments later.
+fn unused_local_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free local port")
+}
+
+/// A `kB` line of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading /proc/<pid>/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("{field} missing from /proc/{pid}/status"))
+}
+
+/// Samples a process's VmRSS on a thread of its own and keeps the largest value.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                peak = peak.max(status_kib(pid, "VmRSS:"));
+                std::thread::sleep(RSS_SAMPLE_INTERVAL);
+            }
+            peak
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("RSS sampler")
+    }
+}
+
+/// Reads processes' CPU time (user + system, all threads) in clock ticks.
+struct CpuClock {
+    ticks_per_second: u64,
+}
+
+impl CpuClock {
+    fn new() -> Self {
+        // The tick is almost always 100 Hz; getconf reads the real value without a libc binding.
+        let ticks_per_second = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(100);
+        Self { ticks_per_second }
+    }
+
+    fn tick_ms(&self) -> u64 {
+        1000 / self.ticks_per_second
+    }
+
+    fn process_cpu(&self, pid: u32) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc/<pid>/stat");
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let after_name = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        Duration::from_secs_f64(ticks as f64 / self.ticks_per_second as f64)
+    }
+}
+
+/// A JSON order document of exactly `len` bytes.
+fn json_document(len: usize) -> Vec<u8> {
+    let mut json = r#"{"orderId":"order-00000001","status":"shipped","items":["#.to_owned();
+    let mut item = 0;
+    // Room for the longest item and the fixed `],"note":""}` tail.
+    let reserve = 64 + r#"],"note":""}"#.len();
+    while json.len() + reserve < len {
+        if item > 0 {
+            json.push(',');
+        }
+        json.push_str(&format!(
+            r#"{{"sku":"SKU-{:06}","qty":{}}}"#,
+            item * 104_729 % 1_000_000,
+            item % 5 + 1
+        ));
+        item += 1;
+    }
+    json.push_str(r#"],"note":""#);
+    let filler = "shipping by ground; leave at the front desk ".chars().cycle();
+    json.extend(filler.take(len - json.len() - 2));
+    json.push_str(r#""}"#);
+    assert_eq!(json.len(), len);
+    json.into_bytes()
+}
+
+fn format_seconds(seconds: f64) -> String {
+    if seconds >= 1.0 {
+        format!("{seconds:.2} s")
+    } else if seconds >= 1e-3 {
+        format!("{:.2} ms", seconds * 1e3)
+    } else {
+        format!("{:.1} us", seconds * 1e6)
+    }
+}
+
+fn format_signed_seconds(seconds: f64) -> String {
+    let sign = if seconds < 0.0 { "-" } else { "+" };
+    format!("{sign}{}", format_seconds(seconds.abs()))
+}
+
+fn format_kib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
