@@ -179,7 +179,10 @@ impl Schema {
             };
             let mut fields = String::new();
             if let Some(message) = self.messages.get(name) {
-                for field in &message.field {
+                // Sorted by number: the walker finds a field's rule by binary search.
+                let mut sorted: Vec<_> = message.field.iter().collect();
+                sorted.sort_by_key(|field| field.number());
+                for field in sorted {
                     let path = format!("{name}.{}", field.name());
                     if NEVER_ENCRYPTED.contains(&path.as_str()) {
                         continue;

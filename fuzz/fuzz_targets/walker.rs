@@ -65,14 +65,14 @@ impl PayloadTransformer for EverythingEncrypted {
         true
     }
 
-    fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<(), WalkError> {
+    fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {
         assert!(
             view.metadata_entries == 0 || view.is_encrypted(),
             "plaintext payload after encoding: {}",
             hex(payload)
         );
         out.extend_from_slice(payload);
-        Ok(())
+        Ok(false)
     }
 }
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -263,17 +263,17 @@ impl PayloadTransformer for Encryptor<'_> {
         self.policy.encrypts(class)
     }
 
-    fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<(), WalkError> {
+    fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {
         // Empty metadata marks server-made Nexus task payloads; SDK converters always set an
         // encoding. An already-encrypted payload is never wrapped twice.
         if view.metadata_entries == 0 || view.is_encrypted() {
             out.extend_from_slice(payload);
-            return Ok(());
+            return Ok(false);
         }
         samples_format::encrypt_payload_wrapped(self.key, self.wrapped, payload, out)?;
         self.payloads += 1;
         self.bytes += payload.len() as u64;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -291,10 +291,10 @@ impl PayloadTransformer for Decryptor<'_> {
         true
     }
 
-    fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<(), WalkError> {
+    fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {
         if !view.is_encrypted() {
             out.extend_from_slice(payload);
-            return Ok(());
+            return Ok(false);
         }
         let key_id = view.key_id.unwrap_or_default();
         // An envelope (KMS) payload is read with its unwrapped data key, whatever its key id
@@ -314,13 +314,13 @@ impl PayloadTransformer for Decryptor<'_> {
                 self.unknown_key_ids.insert(id);
             }
             out.extend_from_slice(payload);
-            return Ok(());
+            return Ok(false);
         };
         let start = out.len();
         samples_format::decrypt_payload(key, view.data, out)?;
         self.payloads += 1;
         self.bytes += (out.len() - start) as u64;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -335,14 +335,14 @@ impl PayloadTransformer for WrappedKeyCollector {
         true
     }
 
-    fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<(), WalkError> {
+    fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {
         if view.is_encrypted()
             && let Some(wrapped) = view.data_key_encrypted
         {
             self.wrapped.insert(wrapped.to_vec());
         }
         out.extend_from_slice(payload);
-        Ok(())
+        Ok(false)
     }
 }
 

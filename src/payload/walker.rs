@@ -1,7 +1,7 @@
 //! Rewrites every payload of a message on the wire and copies all other bytes verbatim.
 
 use super::WalkError;
-use super::schema::{self, FieldClass, MessageIndex, MessageKind};
+use super::schema::{self, FieldClass, FieldRule, MessageIndex, MessageKind};
 use super::view::{PAYLOAD_DATA, PayloadView};
 use super::wire::{FieldReader, WIRE_LEN, WIRE_VARINT, write_length_prefixed};
 
@@ -24,8 +24,9 @@ pub trait PayloadTransformer {
     /// Whether payloads reached through a field of this class are transformed at all.
     fn enters(&self, class: FieldClass) -> bool;
 
-    /// Writes the replacement for `payload` (a serialized `Payload`) to `out`.
-    fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<(), WalkError>;
+    /// Writes the replacement for `payload` (a serialized `Payload`) to `out`, and tells
+    /// whether it differs from the payload.
+    fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError>;
 }
 
 /// Rewrites the payloads in `message`, a serialized message of type `message_type`.
@@ -60,7 +61,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         system: bool,
         depth: u32,
         out: &mut Vec<u8>,
-    ) -> Result<(), WalkError> {
+    ) -> Result<bool, WalkError> {
         if depth > MAX_DEPTH {
             return Err(WalkError::TooDeep);
         }
@@ -68,7 +69,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         match schema.kind {
             MessageKind::Payload => self.payload(input, class, system, depth, out),
             MessageKind::Fields => self.fields(input, out, depth, |number| {
-                let rule = schema.fields.iter().find(|rule| rule.number == number)?;
+                let rule = find_rule(schema.fields, number)?;
                 Some(Descend {
                     target: rule.target,
                     class: rule.class,
@@ -78,7 +79,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
             MessageKind::NexusCommand { endpoint_field } => {
                 let system_endpoint = last_len_field(input, endpoint_field)? == Some(SYSTEM_NEXUS_ENDPOINT);
                 self.fields(input, out, depth, |number| {
-                    let rule = schema.fields.iter().find(|rule| rule.number == number)?;
+                    let rule = find_rule(schema.fields, number)?;
                     Some(Descend {
                         target: rule.target,
                         class: rule.class,
@@ -101,7 +102,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                     }),
                     None => {
                         out.extend_from_slice(input);
-                        Ok(())
+                        Ok(false)
                     }
                 }
             }
@@ -116,22 +117,24 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                     })
                 } else {
                     out.extend_from_slice(input);
-                    Ok(())
+                    Ok(false)
                 }
             }
         }
     }
 
-    /// Copies `input` field by field, descending into the fields `descend` selects.
+    /// Copies `input` field by field, descending into the fields `descend` selects; tells
+    /// whether anything changed.
     fn fields(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
         depth: u32,
         descend: impl Fn(u32) -> Option<Descend>,
-    ) -> Result<(), WalkError> {
+    ) -> Result<bool, WalkError> {
         let mut reader = FieldReader::new(input);
         let mut copied_to = 0;
+        let mut changed = false;
         while let Some(field) = reader.next_field()? {
             let Some(rule) = descend(field.number) else {
                 continue;
@@ -149,19 +152,22 @@ impl<T: PayloadTransformer> Walk<'_, T> {
             let span_start = out.len();
             let field_end = reader.position();
             out.extend_from_slice(&input[field.start..field.tag_end]);
-            let body = write_length_prefixed(out, field.content.len(), |out| {
-                self.message(field.content, rule.target, rule.class, rule.system, depth + 1, out)
+            let mut child_changed = false;
+            write_length_prefixed(out, field.content.len(), |out| {
+                child_changed = self.message(field.content, rule.target, rule.class, rule.system, depth + 1, out)?;
+                Ok::<_, WalkError>(())
             })?;
-            // An unchanged field keeps its exact original bytes, including non-minimal
-            // varints, so untouched parts of a message survive byte for byte.
-            if out[body..] == *field.content {
+            // An unchanged field keeps its exact original bytes, including a non-minimal
+            // length, so untouched parts of a message survive byte for byte.
+            if !child_changed && out.len() - span_start != field_end - field.start {
                 out.truncate(span_start);
                 out.extend_from_slice(&input[field.start..field_end]);
             }
+            changed |= child_changed;
             copied_to = field_end;
         }
         out.extend_from_slice(&input[copied_to..]);
-        Ok(())
+        Ok(changed)
     }
 
     fn payload(
@@ -171,13 +177,13 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         system_site: bool,
         depth: u32,
         out: &mut Vec<u8>,
-    ) -> Result<(), WalkError> {
+    ) -> Result<bool, WalkError> {
         let view = PayloadView::parse(input)?;
         if system_site || view.system {
             return self.system_envelope(input, &view, depth, out);
         }
         let start = out.len();
-        self.transformer.transform(input, &view, out)?;
+        let changed = self.transformer.transform(input, &view, out)?;
         let limit = match class {
             FieldClass::UserMetadataSummary => Some(("summary", USER_METADATA_SUMMARY_LIMIT)),
             FieldClass::UserMetadataDetails => Some(("details", USER_METADATA_DETAILS_LIMIT)),
@@ -189,7 +195,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                 return Err(WalkError::UserMetadataTooLarge { field, size, limit });
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// A system Nexus envelope is executed by the server: it stays readable, and only the
@@ -200,7 +206,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         view: &PayloadView<'_>,
         depth: u32,
         out: &mut Vec<u8>,
-    ) -> Result<(), WalkError> {
+    ) -> Result<bool, WalkError> {
         let inner = view
             .message_type
             .and_then(|name| std::str::from_utf8(name).ok())
@@ -215,10 +221,19 @@ impl<T: PayloadTransformer> Walk<'_, T> {
             }),
             None => {
                 out.extend_from_slice(input);
-                Ok(())
+                Ok(false)
             }
         }
     }
+}
+
+/// The rule for a field number; `build.rs` sorts each message's rules by number.
+#[inline]
+fn find_rule(rules: &[FieldRule], number: u32) -> Option<&FieldRule> {
+    rules
+        .binary_search_by_key(&number, |rule| rule.number)
+        .ok()
+        .map(|index| &rules[index])
 }
 
 /// The last occurrence of a length-delimited field (protobuf: the last one wins).

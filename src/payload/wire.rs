@@ -13,6 +13,7 @@ pub const WIRE_FIXED32: u8 = 5;
 const MAX_GROUP_DEPTH: u32 = 64;
 
 /// Reads a varint at `*pos`, advancing it.
+#[inline]
 pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WalkError> {
     let mut value: u64 = 0;
     for shift in 0..10 {
@@ -83,6 +84,7 @@ impl<'a> FieldReader<'a> {
         self.pos
     }
 
+    #[inline]
     pub fn next_field(&mut self) -> Result<Option<Field<'a>>, WalkError> {
         if self.pos >= self.buf.len() {
             return Ok(None);
@@ -126,6 +128,7 @@ impl<'a> FieldReader<'a> {
     }
 }
 
+#[inline]
 fn read_tag(buf: &[u8], pos: &mut usize) -> Result<(u32, u8), WalkError> {
     let tag = read_varint(buf, pos)?;
     let number = tag >> 3;
@@ -199,8 +202,11 @@ pub fn write_length_prefixed<E>(
             out.truncate(prefix_at + needed + body_len);
         }
     }
-    let mut prefix = Vec::with_capacity(needed);
-    write_varint(&mut prefix, body_len as u64);
-    out[prefix_at..prefix_at + needed].copy_from_slice(&prefix);
+    let mut value = body_len as u64;
+    for byte in &mut out[prefix_at..prefix_at + needed] {
+        *byte = (value as u8 & 0x7f) | 0x80;
+        value >>= 7;
+    }
+    out[prefix_at + needed - 1] &= 0x7f;
     Ok(prefix_at + needed)
 }

@@ -234,6 +234,33 @@ async fn per_namespace_kms_keys_through_the_proxy_and_the_codec_server() {
     let (status, body) = codec_call(&proxy, "encode", "", &payloads_json(1, "x")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "no namespace for the template: {body}");
     proxy.stop().await;
+
+    // One key for every namespace.
+    let single_alias = format!("alias/{}", unique("single"));
+    let single_arn = create_key(&single_alias).await;
+    let proxy = TestProxy::start_with_codec(
+        &server.address,
+        kms_codec(&moto().endpoint, KmsKeySelector::Fixed(single_alias), &[]).await,
+    )
+    .await;
+    for namespace in ["default", "faults"] {
+        let workflow_id = unique("kms-single");
+        WorkflowServiceClient::connect(format!("http://{}", proxy.address()))
+            .await
+            .unwrap()
+            .start_workflow_execution(start_request(namespace, &workflow_id, "secret-single"))
+            .await
+            .unwrap();
+        let stored = started_input(&server.address, namespace, &workflow_id).await;
+        assert_eq!(
+            stored.metadata["encryption-key-id"],
+            single_arn.as_bytes(),
+            "{namespace}"
+        );
+        let seen = started_input(&proxy.address(), namespace, &workflow_id).await;
+        assert_eq!(seen.data, b"\"secret-single\"".to_vec(), "{namespace}");
+    }
+    proxy.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
