@@ -8,3 +8,4 @@ pub mod config;
 pub mod keys;
 pub mod payload;
 pub mod proxy;
+pub mod running_server;

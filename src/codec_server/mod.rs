@@ -21,6 +21,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Authenticator;
 use crate::codec::Codec;
+use crate::running_server::RunningServer;
 pub use handlers::ApiState;
 
 /// Slow or stalled clients cannot hold a connection slot forever before speaking TLS.
@@ -66,44 +67,17 @@ pub fn router(codec: Arc<Codec>, settings: &CodecServerSettings) -> Router {
         .layer(cors)
 }
 
-/// A running codec-server listener.
-pub struct RunningCodecServer {
-    local_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningCodecServer {
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Stops accepting and waits up to `grace` for requests in flight.
-    pub async fn shutdown(self, grace: Duration) {
-        let _ = self.shutdown.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(grace, &mut task).await.is_err() {
-            task.abort();
-        }
-    }
-}
-
 /// Binds `listen` and serves `router`, over TLS when `tls` is given, until shut down.
 pub async fn start(
     listen: SocketAddr,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
-) -> std::io::Result<RunningCodecServer> {
-    let listener = TcpListener::bind(listen).await?;
-    let local_addr = listener.local_addr()?;
-    let (shutdown, shutdown_signal) = watch::channel(false);
+) -> std::io::Result<RunningServer> {
     let acceptor = tls.map(TlsAcceptor::from);
-    let task = tokio::spawn(accept_loop(listener, router, acceptor, shutdown_signal));
-    Ok(RunningCodecServer {
-        local_addr,
-        shutdown,
-        task,
+    RunningServer::start(listen, |listener, shutdown| {
+        accept_loop(listener, router, acceptor, shutdown)
     })
+    .await
 }
 
 async fn accept_loop(

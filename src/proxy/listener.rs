@@ -11,45 +11,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::forward::Forwarder;
-
-/// A running gRPC listener.
-pub struct RunningListener {
-    local_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningListener {
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Stops accepting and lets open connections finish their calls for up to `grace`;
-    /// calls still running after that (long polls, watches) are cut.
-    pub async fn shutdown(self, grace: Duration) {
-        let _ = self.shutdown.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(grace, &mut task).await.is_err() {
-            tracing::warn!(
-                ?grace,
-                "calls still running after the grace period; closing their connections"
-            );
-            task.abort();
-        }
-    }
-}
+use crate::running_server::RunningServer;
 
 /// Binds `listen` and serves calls through `forwarder` until shut down.
-pub async fn start(listen: SocketAddr, forwarder: Arc<Forwarder>) -> std::io::Result<RunningListener> {
-    let listener = TcpListener::bind(listen).await?;
-    let local_addr = listener.local_addr()?;
-    let (shutdown, shutdown_signal) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, forwarder, shutdown_signal));
-    Ok(RunningListener {
-        local_addr,
-        shutdown,
-        task,
-    })
+pub async fn start(listen: SocketAddr, forwarder: Arc<Forwarder>) -> std::io::Result<RunningServer> {
+    RunningServer::start(listen, |listener, shutdown| accept_loop(listener, forwarder, shutdown)).await
 }
 
 async fn accept_loop(listener: TcpListener, forwarder: Arc<Forwarder>, mut shutdown: watch::Receiver<bool>) {

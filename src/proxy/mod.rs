@@ -7,4 +7,4 @@ pub mod listener;
 pub mod upstream;
 
 pub use forward::Forwarder;
-pub use listener::{RunningListener, start};
+pub use listener::start;

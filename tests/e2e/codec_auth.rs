@@ -15,7 +15,7 @@ use temporalio_protos::temporal::api::cloud::identity::v1::{account_access::Role
 use zeroize::Zeroizing;
 
 use crate::identity::{AUDIENCE, EMAIL_CLAIM, ISSUER, IdentityProvider, OPS_API_KEY, OpsApi, cloud_user};
-use crate::support::{TestProxy, dev_server, python, random_key, repo_root, run_program, temporal_cli, unique};
+use crate::support::{TestProxy, dev_server, random_key, run_demo_workflow, temporal_cli, unique};
 
 fn verifier(idp: &IdentityProvider) -> JwtVerifier {
     JwtVerifier::new(JwtSettings {
@@ -232,21 +232,7 @@ async fn temporal_cli_decodes_with_a_valid_token_only() {
     )
     .await;
     let workflow_id = unique("cli-jwt");
-    run_program(
-        &python(),
-        &[
-            "scripts/demo_workflow.py".into(),
-            "--address".into(),
-            proxy.address(),
-            "--workflow-id".into(),
-            workflow_id.clone(),
-            "--task-queue".into(),
-            unique("cli-jwt-tq"),
-        ],
-        &repo_root(),
-        Duration::from_secs(120),
-    )
-    .await;
+    run_demo_workflow(proxy.address(), &workflow_id).await;
     let mut claims = idp.claims("ada@example.com");
     claims["permissions"] = json!(["default:read"]);
     let show = |token: String| {

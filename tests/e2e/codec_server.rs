@@ -5,7 +5,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestProxy, dev_server, python, random_key, repo_root, run_program, temporal_cli, unique};
+use crate::support::{
+    TestProxy, dev_server, random_key, repo_root, run_demo_workflow, run_program, temporal_cli, unique,
+};
 
 /// `"secret-codec"` as a json/plain payload in the protobuf JSON mapping.
 fn plaintext_payload(text: &str) -> Value {
@@ -232,21 +234,7 @@ async fn temporal_cli_shows_plaintext_through_the_codec_endpoint() {
     let server = dev_server();
     let proxy = TestProxy::start(&server.address, &[("cli-key", random_key())]).await;
     let workflow_id = unique("cli");
-    run_program(
-        &python(),
-        &[
-            "scripts/demo_workflow.py".into(),
-            "--address".into(),
-            proxy.address(),
-            "--workflow-id".into(),
-            workflow_id.clone(),
-            "--task-queue".into(),
-            unique("cli-tq"),
-        ],
-        &repo_root(),
-        Duration::from_secs(120),
-    )
-    .await;
+    run_demo_workflow(proxy.address(), &workflow_id).await;
     let stored = workflow_show_json(&server.address, &workflow_id, None).await;
     assert!(!stored.contains("Ada Lovelace"));
     let decoded = workflow_show_json(&server.address, &workflow_id, Some(proxy.codec_url())).await;

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use http::HeaderValue;
 use temporal_codec_proxy::auth::Authenticator;
 use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
-use temporal_codec_proxy::codec_server::{self, CodecServerSettings, RunningCodecServer};
-use temporal_codec_proxy::proxy::{self, Forwarder, RunningListener};
+use temporal_codec_proxy::codec_server::{self, CodecServerSettings};
+use temporal_codec_proxy::proxy::{self, Forwarder};
+use temporal_codec_proxy::running_server::RunningServer;
 use zeroize::Zeroizing;
 
 /// The namespace the fault tests write deliberately bad data to, so the
@@ -147,8 +148,8 @@ pub struct TestProxy {
     pub address: SocketAddr,
     pub codec_address: SocketAddr,
     pub codec: Arc<Codec>,
-    listener: RunningListener,
-    codec_server: RunningCodecServer,
+    listener: RunningServer,
+    codec_server: RunningServer,
 }
 
 /// Browser origins the test codec servers allow.
@@ -333,4 +334,24 @@ pub fn last_json_line(stdout: &str) -> serde_json::Value {
             panic!("no JSON line in output:\n{stdout}");
         });
     serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line}: {e}"))
+}
+
+/// Runs `scripts/demo_workflow.py` (a Python SDK worker and client) through the proxy at
+/// `proxy_address`: a workflow with a card number in its input, completed with a result.
+pub async fn run_demo_workflow(proxy_address: String, workflow_id: &str) {
+    run_program(
+        &python(),
+        &[
+            "scripts/demo_workflow.py".into(),
+            "--address".into(),
+            proxy_address,
+            "--workflow-id".into(),
+            workflow_id.to_owned(),
+            "--task-queue".into(),
+            unique("demo-tq"),
+        ],
+        &repo_root(),
+        Duration::from_secs(120),
+    )
+    .await;
 }

@@ -9,7 +9,8 @@ use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionH
 use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
 
 use crate::support::{
-    TestProxy, dev_server_with_ui, free_port, last_json_line, python, random_key, repo_root, run_program, unique,
+    TestProxy, dev_server_with_ui, free_port, last_json_line, random_key, repo_root, run_demo_workflow, run_program,
+    unique,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,21 +22,7 @@ async fn web_ui_shows_the_decoded_input() {
     let ui_url = format!("http://{}", server.ui_address.as_ref().unwrap());
     let proxy = TestProxy::start_for_ui(&server.address, &[("ui-key", random_key())], codec_listen, &ui_url).await;
     let workflow_id = unique("ui");
-    run_program(
-        &python(),
-        &[
-            "scripts/demo_workflow.py".into(),
-            "--address".into(),
-            proxy.address(),
-            "--workflow-id".into(),
-            workflow_id.clone(),
-            "--task-queue".into(),
-            unique("ui-tq"),
-        ],
-        &repo_root(),
-        Duration::from_secs(120),
-    )
-    .await;
+    run_demo_workflow(proxy.address(), &workflow_id).await;
 
     // The run id, and a piece of the ciphertext the UI must not show, straight from the server.
     let history = WorkflowServiceClient::connect(format!("http://{}", server.address))
