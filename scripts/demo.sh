@@ -12,6 +12,7 @@ once=false
 server_port="${DEMO_SERVER_PORT:-17233}"
 ui_port="${DEMO_UI_PORT:-8233}"
 proxy_listen="${DEMO_PROXY_LISTEN:-127.0.0.1:7233}"
+codec_listen="${DEMO_CODEC_LISTEN:-127.0.0.1:8081}"
 state_dir="$repo_root/.demo"
 mkdir -p "$state_dir"
 
@@ -31,7 +32,7 @@ trap cleanup EXIT INT TERM
 
 echo "==> starting Temporal dev server on 127.0.0.1:$server_port (Web UI on http://127.0.0.1:$ui_port)"
 "$venv/bin/temporal" server start-dev --ip 127.0.0.1 --port "$server_port" --ui-port "$ui_port" \
-    --http-port $((server_port + 1)) --metrics-port $((server_port + 2)) --db-filename '' \
+    --ui-codec-endpoint "http://$codec_listen" --http-port $((server_port + 1)) --metrics-port $((server_port + 2)) --db-filename '' \
     --log-level warn >"$state_dir/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
@@ -45,11 +46,21 @@ if [[ ! -f "$key_file" ]]; then
     echo "==> generated a dev key in $key_file"
 fi
 
-echo "==> starting the proxy on $proxy_listen -> 127.0.0.1:$server_port"
+echo "==> starting the proxy on $proxy_listen -> 127.0.0.1:$server_port (codec server on http://$codec_listen)"
 "$proxy_bin" serve --listen "$proxy_listen" --upstream "127.0.0.1:$server_port" \
-    --key "dev=file:$key_file" >"$state_dir/proxy.log" 2>&1 &
-pids+=($!)
-sleep 0.5
+    --key "dev=file:$key_file" --codec-listen "$codec_listen" \
+    --codec-cors-origin "http://localhost:$ui_port" --codec-cors-origin "http://127.0.0.1:$ui_port" \
+    >"$state_dir/proxy.log" 2>&1 &
+proxy_pid=$!
+pids+=("$proxy_pid")
+until grep -q "serving the codec-server API" "$state_dir/proxy.log" 2>/dev/null; do
+    if ! kill -0 "$proxy_pid" 2>/dev/null; then
+        echo "the proxy did not start:" >&2
+        cat "$state_dir/proxy.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
 
 echo "==> running a workflow through the proxy"
 run="$("$venv/bin/python" scripts/demo_workflow.py --address "$proxy_listen")"
@@ -66,6 +77,7 @@ echo
 if $once; then
     exit 0
 fi
-echo "Point workers at $proxy_listen (TEMPORAL_ADDRESS=$proxy_listen); Web UI: http://127.0.0.1:$ui_port"
+echo "Point workers at $proxy_listen (TEMPORAL_ADDRESS=$proxy_listen)."
+echo "Web UI, decoding through the proxy's codec server: http://localhost:$ui_port/namespaces/default/workflows/$workflow_id"
 echo "Logs in $state_dir. Press Ctrl-C to stop."
 wait

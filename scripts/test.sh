@@ -20,7 +20,8 @@ cargo test --test e2e -- --test-threads 4
 
 # The README's first command, end to end: the demo must show plaintext to the worker and
 # ciphertext on the server.
-demo_output="$(DEMO_SERVER_PORT=27233 DEMO_UI_PORT=28233 DEMO_PROXY_LISTEN=127.0.0.1:27333 scripts/demo.sh --once)"
+demo_output="$(DEMO_SERVER_PORT=27233 DEMO_UI_PORT=28233 DEMO_PROXY_LISTEN=127.0.0.1:27333 \
+    DEMO_CODEC_LISTEN=127.0.0.1:27334 scripts/demo.sh --once)"
 echo "$demo_output"
 grep -q 'result: "Hello Ada Lovelace' <<<"$demo_output"
 grep -q "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED input: {'encoding': 'binary/encrypted'" <<<"$demo_output"
