@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestProxy, dev_server, random_key, repo_root, run_demo_workflow, run_program, temporal_cli, unique,
+    TestProxy, dev_server, post_payloads, random_key, repo_root, run_demo_workflow, run_program, temporal_cli, unique,
 };
 
 /// `"secret-codec"` as a json/plain payload in the protobuf JSON mapping.
@@ -17,16 +17,7 @@ fn plaintext_payload(text: &str) -> Value {
 }
 
 async fn post(url: &str, body: &Value) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("x-namespace", "default")
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap())
+    post_payloads(url, "default", body).await
 }
 
 fn encoding_of(payload: &Value) -> String {

@@ -9,9 +9,6 @@ use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
 use temporal_codec_proxy::payload::schema::PAYLOAD_TYPE;
 use temporal_codec_proxy::proxy::grpc_frame::{encode_frame, encode_frame_gzip};
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution, WorkflowType};
-use temporalio_protos::temporal::api::enums::v1::EventType;
-use temporalio_protos::temporal::api::history::v1::History;
-use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
 use temporalio_protos::temporal::api::workflowservice::v1::{
@@ -24,7 +21,9 @@ use tower::ServiceExt as _;
 use zeroize::Zeroizing;
 
 use crate::relay::Relay;
-use crate::support::{FAULTS_NAMESPACE, TestProxy, dev_server, random_key, raw_history_dev_server, unique};
+use crate::support::{
+    FAULTS_NAMESPACE, TestProxy, dev_server, random_key, raw_history_dev_server, started_input, unique,
+};
 
 const START_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
 
@@ -85,36 +84,6 @@ async fn raw_call(address: &str, path: &str, extra_headers: &[(&str, &str)], bod
         .or_else(|| Status::from_header_map(&trailers))
         .expect("a grpc-status in headers or trailers");
     (status, collected.to_bytes())
-}
-
-async fn started_event_input(address: &str, namespace: &str, workflow_id: &str) -> Result<Payload, Status> {
-    let response = client(address)
-        .await
-        .get_workflow_execution_history(GetWorkflowExecutionHistoryRequest {
-            namespace: namespace.into(),
-            execution: Some(WorkflowExecution {
-                workflow_id: workflow_id.into(),
-                run_id: String::new(),
-            }),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    let history = match response.history {
-        Some(history) if !history.events.is_empty() => history,
-        _ => {
-            let blob = response.raw_history.first().expect("a history or a raw history blob");
-            History::decode(blob.data.as_slice()).unwrap()
-        }
-    };
-    let event = history.events.into_iter().next().unwrap();
-    assert_eq!(event.event_type(), EventType::WorkflowExecutionStarted);
-    match event.attributes.unwrap() {
-        Attributes::WorkflowExecutionStartedEventAttributes(started) => {
-            Ok(started.input.unwrap().payloads.into_iter().next().unwrap())
-        }
-        other => panic!("unexpected first event {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,12 +147,12 @@ async fn gzip_requests_are_accepted_and_encrypted() {
     let response = StartWorkflowExecutionResponse::decode(&body[5..]).unwrap();
     assert!(!response.run_id.is_empty());
     assert!(!relay.sent_upstream(b"secret-gzip"));
-    let stored = started_event_input(&server.address, FAULTS_NAMESPACE, &workflow_id)
+    let stored = started_input(&server.address, FAULTS_NAMESPACE, &workflow_id)
         .await
         .unwrap();
     assert_eq!(stored.metadata["encoding"], b"binary/encrypted");
     assert_eq!(stored.metadata["encryption-key-id"], b"gzip-key");
-    let seen = started_event_input(&proxy.address(), FAULTS_NAMESPACE, &workflow_id)
+    let seen = started_input(&proxy.address(), FAULTS_NAMESPACE, &workflow_id)
         .await
         .unwrap();
     assert_eq!(seen, json_payload("\"secret-gzip\""));
@@ -214,7 +183,7 @@ async fn tampered_ciphertext_fails_naming_the_key_and_foreign_keys_pass_through(
         .start_workflow_execution(start_request(&tampered_id, tampered))
         .await
         .unwrap();
-    let status = started_event_input(&proxy.address(), FAULTS_NAMESPACE, &tampered_id)
+    let status = started_input(&proxy.address(), FAULTS_NAMESPACE, &tampered_id)
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::DataLoss, "{status:?}");
@@ -237,7 +206,7 @@ async fn tampered_ciphertext_fails_naming_the_key_and_foreign_keys_pass_through(
         .start_workflow_execution(start_request(&foreign_id, foreign.clone()))
         .await
         .unwrap();
-    let seen = started_event_input(&proxy.address(), FAULTS_NAMESPACE, &foreign_id)
+    let seen = started_input(&proxy.address(), FAULTS_NAMESPACE, &foreign_id)
         .await
         .unwrap();
     assert_eq!(seen, foreign);
@@ -390,11 +359,11 @@ async fn raw_history_blobs_are_decrypted() {
         .unwrap()
         .into_inner();
     assert!(!raw.raw_history.is_empty(), "the server did not send raw history");
-    let stored = started_event_input(&server.address, FAULTS_NAMESPACE, &workflow_id)
+    let stored = started_input(&server.address, FAULTS_NAMESPACE, &workflow_id)
         .await
         .unwrap();
     assert_eq!(stored.metadata["encoding"], b"binary/encrypted");
-    let seen = started_event_input(&proxy.address(), FAULTS_NAMESPACE, &workflow_id)
+    let seen = started_input(&proxy.address(), FAULTS_NAMESPACE, &workflow_id)
         .await
         .unwrap();
     assert_eq!(seen, json_payload("\"secret-raw\""));

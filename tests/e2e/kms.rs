@@ -13,18 +13,15 @@ use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
 use temporal_codec_proxy::keys::kms::{DataKeyLimits, KmsKeySelector, KmsKeys, KmsSettings};
-use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution, WorkflowType};
-use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
+use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowType};
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
+use temporalio_protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
-use temporalio_protos::temporal::api::workflowservice::v1::{
-    GetWorkflowExecutionHistoryRequest, StartWorkflowExecutionRequest,
-};
 use tonic::Code;
 use zeroize::Zeroizing;
 
 use crate::relay::Relay;
-use crate::support::{TestProxy, dev_server, free_port, random_key, repo_root, unique};
+use crate::support::{TestProxy, dev_server, free_port, post_payloads, random_key, repo_root, started_input, unique};
 
 const GENERATE_DATA_KEY: &[u8] = b"TrentService.GenerateDataKey";
 const DECRYPT: &[u8] = b"TrentService.Decrypt";
@@ -127,16 +124,7 @@ fn payloads_json(count: usize, marker: &str) -> Value {
 }
 
 async fn codec_call(proxy: &TestProxy, operation: &str, namespace: &str, body: &Value) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/{operation}", proxy.codec_url()))
-        .header("content-type", "application/json")
-        .header("x-namespace", namespace)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap())
+    post_payloads(&format!("{}/{operation}", proxy.codec_url()), namespace, body).await
 }
 
 fn metadata(payload: &Value, key: &str) -> Option<String> {
@@ -168,29 +156,6 @@ fn start_request(namespace: &str, workflow_id: &str, marker: &str) -> StartWorkf
     }
 }
 
-async fn started_input(address: &str, namespace: &str, workflow_id: &str) -> Payload {
-    let history = WorkflowServiceClient::connect(format!("http://{address}"))
-        .await
-        .unwrap()
-        .get_workflow_execution_history(GetWorkflowExecutionHistoryRequest {
-            namespace: namespace.into(),
-            execution: Some(WorkflowExecution {
-                workflow_id: workflow_id.into(),
-                run_id: String::new(),
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .history
-        .unwrap();
-    match history.events[0].attributes.clone().unwrap() {
-        Attributes::WorkflowExecutionStartedEventAttributes(started) => started.input.unwrap().payloads[0].clone(),
-        other => panic!("unexpected first event {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_namespace_kms_keys_through_the_proxy_and_the_codec_server() {
     let server = dev_server();
@@ -213,12 +178,12 @@ async fn per_namespace_kms_keys_through_the_proxy_and_the_codec_server() {
             .start_workflow_execution(start_request(namespace, &workflow_id, &marker))
             .await
             .unwrap();
-        let stored = started_input(&server.address, namespace, &workflow_id).await;
+        let stored = started_input(&server.address, namespace, &workflow_id).await.unwrap();
         assert_eq!(stored.metadata["encoding"], b"binary/encrypted", "{namespace}");
         assert_eq!(stored.metadata["encryption-key-id"], arn.as_bytes(), "{namespace}");
         assert!(stored.metadata.contains_key("data_key_encrypted"), "{namespace}");
         assert!(!String::from_utf8_lossy(&stored.encode_to_vec()).contains(&marker));
-        let seen = started_input(&proxy.address(), namespace, &workflow_id).await;
+        let seen = started_input(&proxy.address(), namespace, &workflow_id).await.unwrap();
         assert_eq!(seen.data, format!("\"{marker}\"").into_bytes(), "{namespace}");
 
         let (status, encoded) = codec_call(&proxy, "encode", namespace, &payloads_json(2, "secret-codec")).await;
@@ -251,13 +216,13 @@ async fn per_namespace_kms_keys_through_the_proxy_and_the_codec_server() {
             .start_workflow_execution(start_request(namespace, &workflow_id, "secret-single"))
             .await
             .unwrap();
-        let stored = started_input(&server.address, namespace, &workflow_id).await;
+        let stored = started_input(&server.address, namespace, &workflow_id).await.unwrap();
         assert_eq!(
             stored.metadata["encryption-key-id"],
             single_arn.as_bytes(),
             "{namespace}"
         );
-        let seen = started_input(&proxy.address(), namespace, &workflow_id).await;
+        let seen = started_input(&proxy.address(), namespace, &workflow_id).await.unwrap();
         assert_eq!(seen.data, b"\"secret-single\"".to_vec(), "{namespace}");
     }
     proxy.stop().await;

@@ -7,11 +7,18 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
+use prost::Message as _;
 use temporal_codec_proxy::auth::Authenticator;
 use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
 use temporal_codec_proxy::codec_server::{self, CodecServerSettings};
 use temporal_codec_proxy::proxy::{self, Forwarder};
 use temporal_codec_proxy::running_server::RunningServer;
+use temporalio_protos::temporal::api::common::v1::{Payload, WorkflowExecution};
+use temporalio_protos::temporal::api::history::v1::History;
+use temporalio_protos::temporal::api::history::v1::WorkflowExecutionStartedEventAttributes;
+use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
+use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
+use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
 use zeroize::Zeroizing;
 
 /// The namespace the fault tests write deliberately bad data to, so the
@@ -354,4 +361,65 @@ pub async fn run_demo_workflow(proxy_address: String, workflow_id: &str) {
         Duration::from_secs(120),
     )
     .await;
+}
+
+/// The `WorkflowExecutionStarted` attributes of a workflow's current run, read through
+/// `address` (a server or a proxy), from a history or a raw-history blob.
+pub async fn workflow_started(
+    address: &str,
+    namespace: &str,
+    workflow_id: &str,
+) -> Result<WorkflowExecutionStartedEventAttributes, tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let response = WorkflowServiceClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .get_workflow_execution_history(GetWorkflowExecutionHistoryRequest {
+            namespace: namespace.into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: workflow_id.into(),
+                run_id: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let history = match response.history {
+        Some(history) if !history.events.is_empty() => history,
+        _ => {
+            let blob = response.raw_history.first().expect("a history or a raw history blob");
+            History::decode(blob.data.as_slice()).unwrap()
+        }
+    };
+    match history.events.into_iter().next().and_then(|event| event.attributes) {
+        Some(Attributes::WorkflowExecutionStartedEventAttributes(started)) => Ok(started),
+        other => panic!("first event is not WorkflowExecutionStarted: {other:?}"),
+    }
+}
+
+/// The first input payload of a workflow, as `address` answers it.
+pub async fn started_input(address: &str, namespace: &str, workflow_id: &str) -> Result<Payload, tonic::Status> {
+    let started = workflow_started(address, namespace, workflow_id).await?;
+    Ok(started.input.unwrap().payloads.into_iter().next().unwrap())
+}
+
+/// Posts a `{"payloads": …}` body to a codec-server URL; returns the status and JSON answer.
+pub async fn post_payloads(
+    url: &str,
+    namespace: &str,
+    body: &serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-namespace", namespace)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
 }

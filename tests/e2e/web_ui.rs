@@ -3,14 +3,10 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
-use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
-use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
-use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
 
 use crate::support::{
     TestProxy, dev_server_with_ui, free_port, last_json_line, random_key, repo_root, run_demo_workflow, run_program,
-    unique,
+    unique, workflow_started,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,26 +21,9 @@ async fn web_ui_shows_the_decoded_input() {
     run_demo_workflow(proxy.address(), &workflow_id).await;
 
     // The run id, and a piece of the ciphertext the UI must not show, straight from the server.
-    let history = WorkflowServiceClient::connect(format!("http://{}", server.address))
+    let started = workflow_started(&server.address, "default", &workflow_id)
         .await
-        .unwrap()
-        .get_workflow_execution_history(GetWorkflowExecutionHistoryRequest {
-            namespace: "default".into(),
-            execution: Some(WorkflowExecution {
-                workflow_id: workflow_id.clone(),
-                run_id: String::new(),
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .history
         .unwrap();
-    let Some(Attributes::WorkflowExecutionStartedEventAttributes(started)) = history.events[0].attributes.clone()
-    else {
-        panic!("first event is not WorkflowExecutionStarted");
-    };
     let stored = &started.input.unwrap().payloads[0];
     assert_eq!(stored.metadata["encoding"], b"binary/encrypted");
     let ciphertext = base64::engine::general_purpose::STANDARD.encode(&stored.data);
