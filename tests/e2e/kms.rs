@@ -1,7 +1,7 @@
 //! AWS KMS envelope encryption against a real KMS API emulator (moto) on loopback, with a
 //! relay in front of it that counts the KMS calls and can cut KMS off.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,10 @@ use tonic::Code;
 use zeroize::Zeroizing;
 
 use crate::relay::Relay;
-use crate::support::{TestProxy, dev_server, free_port, post_payloads, random_key, repo_root, started_input, unique};
+use crate::support::{
+    TestProxy, dev_server, free_port, post_payloads, random_key, repo_root, spawn_for_this_test_run, started_input,
+    unique,
+};
 
 const GENERATE_DATA_KEY: &[u8] = b"TrentService.GenerateDataKey";
 const DECRYPT: &[u8] = b"TrentService.Decrypt";
@@ -46,12 +49,16 @@ fn moto() -> &'static Moto {
         let tools = std::env::var_os("TEST_TOOLS_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| repo_root().join(".test-tools"));
-        let process = Command::new(tools.join("venv/bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server (installed by scripts/install-test-tools.sh)");
+        let moto_server = tools.join("venv/bin/moto_server");
+        assert!(
+            moto_server.exists(),
+            "{} is missing: run scripts/install-test-tools.sh",
+            moto_server.display()
+        );
+        let process = spawn_for_this_test_run(
+            &format!("{} -H 127.0.0.1 -p {port}", moto_server.display()),
+            &format!("moto-{port}"),
+        );
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(started.elapsed() < Duration::from_secs(30), "moto_server did not start");

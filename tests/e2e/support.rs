@@ -73,6 +73,28 @@ impl Drop for DevServer {
     }
 }
 
+/// Starts `command` in the background, logging to a file named after `name`, under a
+/// watcher shell that stops it when this test process ends or when the watcher gets
+/// SIGTERM. Returns the watcher.
+pub fn spawn_for_this_test_run(command: &str, name: &str) -> std::process::Child {
+    let script = format!(
+        "{command} & child=$!; trap 'kill $child; exit 0' TERM; \
+         while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child",
+        parent = std::process::id(),
+    );
+    let log_path = std::env::temp_dir().join(format!("temporal-codec-proxy-e2e-{name}.log"));
+    let log = std::fs::File::create(&log_path).expect("create a log file");
+    eprintln!("{name}: log in {}", log_path.display());
+    Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|error| panic!("start {name}: {error}"))
+}
+
 /// A dev server of its own with the Web UI, which calls the codec server at `codec_endpoint`.
 pub fn dev_server_with_ui(codec_endpoint: &str) -> DevServer {
     let ui_port = free_port();
@@ -103,29 +125,16 @@ fn start_dev_server(extra_flags: &str) -> DevServer {
         cli.display()
     );
     // The server outlives no test run: a watcher kills it once this test process is gone.
-    let script = format!(
+    let command = format!(
         "{cli} server start-dev --ip 127.0.0.1 --port {port} --http-port {http} \
          --metrics-port {metrics} --db-filename '' --log-level error --namespace {FAULTS_NAMESPACE} \
          --dynamic-config-value frontend.rps=100000 \
-         --dynamic-config-value frontend.namespaceRPS=100000 {extra_flags} & server=$!; \
-         trap 'kill $server; exit 0' TERM; \
-         while kill -0 {parent} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 1; done; kill $server",
+         --dynamic-config-value frontend.namespaceRPS=100000 {extra_flags}",
         cli = cli.display(),
         http = free_port(),
         metrics = free_port(),
-        parent = std::process::id(),
     );
-    let log_path = std::env::temp_dir().join(format!("temporal-codec-proxy-e2e-server-{port}.log"));
-    let log = std::fs::File::create(&log_path).expect("create the dev server log");
-    eprintln!("Temporal dev server on {address}, log in {}", log_path.display());
-    let watcher = Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start the Temporal dev server");
+    let watcher = spawn_for_this_test_run(&command, &format!("server-{port}"));
     let started = Instant::now();
     loop {
         let healthy = Command::new(&cli)
