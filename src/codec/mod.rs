@@ -14,6 +14,11 @@ pub use keyring::{DataKey, Keyring, KeyringError};
 
 use crate::keys::kms::{KmsError, KmsKeys, LeasedKey};
 
+/// Messages at least this large are rewritten on the blocking pool, so one big history
+/// does not hold up the other calls sharing a reactor thread; smaller ones are cheaper
+/// to rewrite in place than to hand over.
+pub const BLOCKING_THRESHOLD: usize = 256 * 1024;
+
 /// Which optional payload classes are encrypted.
 #[derive(Debug, Clone, Copy)]
 pub struct EncryptionPolicy {
@@ -81,6 +86,13 @@ impl EncryptionKey {
 
 /// KMS data keys unwrapped for one message, by their base64 `data_key_encrypted`.
 pub type ResolvedKeys = HashMap<Vec<u8>, Arc<DataKey>>;
+
+/// The keys one message needs, resolved before the CPU work: the key to encrypt with, or
+/// the KMS data keys to decrypt with.
+pub enum MessageKeys {
+    Encryption(EncryptionKey),
+    Decryption(ResolvedKeys),
+}
 
 /// Why a message's keys could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +179,19 @@ impl Codec {
             resolved.insert(wrapped, key);
         }
         Ok(resolved)
+    }
+
+    /// Encrypts or decrypts `message` with keys resolved beforehand.
+    pub fn rewrite_with(
+        &self,
+        keys: &MessageKeys,
+        message_type: MessageIndex,
+        message: &[u8],
+    ) -> Result<Vec<u8>, WalkError> {
+        match keys {
+            MessageKeys::Encryption(key) => self.encode_with(key, message_type, message),
+            MessageKeys::Decryption(resolved) => self.decode_with(resolved, message_type, message),
+        }
     }
 
     /// Encrypts with the active static key (static keyring only).
@@ -270,7 +295,7 @@ impl PayloadTransformer for Encryptor<'_> {
             out.extend_from_slice(payload);
             return Ok(false);
         }
-        samples_format::encrypt_payload_wrapped(self.key, self.wrapped, payload, out)?;
+        samples_format::encrypt_payload(self.key, self.wrapped, payload, out)?;
         self.payloads += 1;
         self.bytes += payload.len() as u64;
         Ok(true)

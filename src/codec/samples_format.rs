@@ -20,13 +20,10 @@ pub const TAG_LEN: usize = 16;
 ///
 /// `external_payloads` stay visible on the wrapper too, because the server and SDKs
 /// read them to account for payloads stored outside the history.
-pub fn encrypt_payload(key: &DataKey, payload: &[u8], out: &mut Vec<u8>) -> Result<(), WalkError> {
-    encrypt_payload_wrapped(key, None, payload, out)
-}
-
-/// [`encrypt_payload`] with an envelope: `wrapped_key` (base64 of the KMS-encrypted data
-/// key) goes to the `data_key_encrypted` metadata, as Temporal's KMS sample writes it.
-pub fn encrypt_payload_wrapped(
+///
+/// With an envelope, `wrapped_key` (base64 of the KMS-encrypted data key) goes to the
+/// `data_key_encrypted` metadata, as Temporal's KMS sample writes it.
+pub fn encrypt_payload(
     key: &DataKey,
     wrapped_key: Option<&[u8]>,
     payload: &[u8],

@@ -14,13 +14,10 @@ use temporalio_protos::temporal::api::common::v1::Payloads;
 use super::error::ApiError;
 use crate::auth::{Access, AuthError, Authenticator};
 use crate::codec::Codec;
-use crate::codec::{EncryptionKey, KeyError, ResolvedKeys};
+use crate::codec::{BLOCKING_THRESHOLD, KeyError, MessageKeys};
 use crate::keys::kms::KmsError;
 use crate::payload::WalkError;
 use crate::payload::schema::PAYLOADS_TYPE;
-
-/// Request bodies at least this large (as protobuf) are rewritten on the blocking pool.
-const BLOCKING_THRESHOLD: usize = 256 * 1024;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -106,14 +103,13 @@ async fn handle(state: &ApiState, operation: Operation, request: Request) -> Res
     let count = payloads.payloads.len();
     let message = payloads.encode_to_vec();
     let keys = match operation {
-        Operation::Encode => Keys::Encryption(codec.encryption_key(namespace).await.map_err(key_error)?),
-        Operation::Decode => Keys::Decryption(
-            codec
-                .decryption_keys(PAYLOADS_TYPE, &message)
-                .await
-                .map_err(key_error)?,
-        ),
-    };
+        Operation::Encode => codec.encryption_key(namespace).await.map(MessageKeys::Encryption),
+        Operation::Decode => codec
+            .decryption_keys(PAYLOADS_TYPE, &message)
+            .await
+            .map(MessageKeys::Decryption),
+    }
+    .map_err(key_error)?;
     // Typical requests take well under a millisecond of CPU: a hop to the blocking pool
     // would cost more than it saves. Large ones go there so they do not stall the reactor.
     let result = if message.len() < BLOCKING_THRESHOLD {
@@ -163,19 +159,9 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     }
 }
 
-/// The keys one request needs, resolved before the CPU work.
-enum Keys {
-    Encryption(EncryptionKey),
-    Decryption(ResolvedKeys),
-}
-
 /// Rewrites all payloads of the request as one `Payloads` message: one walk, same order.
-fn transform(codec: &Codec, keys: Keys, message: &[u8]) -> Result<Payloads, ApiError> {
-    let rewritten = match keys {
-        Keys::Encryption(key) => codec.encode_with(&key, PAYLOADS_TYPE, message),
-        Keys::Decryption(resolved) => codec.decode_with(&resolved, PAYLOADS_TYPE, message),
-    }
-    .map_err(codec_error)?;
+fn transform(codec: &Codec, keys: MessageKeys, message: &[u8]) -> Result<Payloads, ApiError> {
+    let rewritten = codec.rewrite_with(&keys, PAYLOADS_TYPE, message).map_err(codec_error)?;
     Payloads::decode(rewritten.as_slice()).map_err(|error| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

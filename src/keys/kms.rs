@@ -185,16 +185,12 @@ impl KmsKeys {
             .key_spec(DataKeySpec::Aes256)
             .send()
             .await;
-        let output = match result {
-            Ok(output) => {
-                self.stats.generate_data_key_ok.fetch_add(1, Ordering::Relaxed);
-                output
-            }
-            Err(error) => {
-                self.stats.generate_data_key_failed.fetch_add(1, Ordering::Relaxed);
-                return Err(kms_error("GenerateDataKey", &error));
-            }
-        };
+        let output = counted(
+            result,
+            "GenerateDataKey",
+            &self.stats.generate_data_key_ok,
+            &self.stats.generate_data_key_failed,
+        )?;
         let plaintext = Zeroizing::new(output.plaintext.map(Blob::into_inner).unwrap_or_default());
         let wrapped = output
             .ciphertext_blob
@@ -238,21 +234,35 @@ impl KmsKeys {
 
     async fn unwrap_key(&self, wrapped: Vec<u8>) -> Result<Arc<DataKey>, KmsError> {
         let result = self.client.decrypt().ciphertext_blob(Blob::new(wrapped)).send().await;
-        let output = match result {
-            Ok(output) => {
-                self.stats.decrypt_ok.fetch_add(1, Ordering::Relaxed);
-                output
-            }
-            Err(error) => {
-                self.stats.decrypt_failed.fetch_add(1, Ordering::Relaxed);
-                return Err(kms_error("Decrypt", &error));
-            }
-        };
+        let output = counted(result, "Decrypt", &self.stats.decrypt_ok, &self.stats.decrypt_failed)?;
         let plaintext = Zeroizing::new(output.plaintext.map(Blob::into_inner).unwrap_or_default());
         let key_id = output.key_id.unwrap_or_else(|| "aws-kms".to_owned());
         DataKey::new(key_id, &plaintext)
             .map(Arc::new)
             .map_err(|error| KmsError::Rejected(error.to_string()))
+    }
+}
+
+/// Counts a KMS call's outcome and turns a failure into a [`KmsError`].
+fn counted<T, E, R>(
+    result: Result<T, SdkError<E, R>>,
+    operation: &str,
+    ok: &AtomicU64,
+    failed: &AtomicU64,
+) -> Result<T, KmsError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(output) => {
+            ok.fetch_add(1, Ordering::Relaxed);
+            Ok(output)
+        }
+        Err(error) => {
+            failed.fetch_add(1, Ordering::Relaxed);
+            Err(kms_error(operation, &error))
+        }
     }
 }
 

@@ -20,15 +20,12 @@ use super::grpc_frame::{
     encode_frame,
 };
 use super::headers::{grpc_timeout, remove_hop_by_hop};
-use crate::codec::{Codec, EncryptionKey, KeyError, ResolvedKeys};
+use crate::codec::{BLOCKING_THRESHOLD, Codec, KeyError, MessageKeys};
 use crate::keys::kms::KmsError;
 use crate::payload::WalkError;
 use crate::payload::schema::{self, MessageIndex, MethodSchema};
 use crate::payload::wire::{FieldReader, WIRE_LEN};
 
-/// Messages at least this large are rewritten on the blocking pool, so one big history
-/// does not hold up the other calls sharing a reactor thread.
-const BLOCKING_THRESHOLD: usize = 256 * 1024;
 const STATUS_DETAILS: &str = "grpc-status-details-bin";
 /// Room for the 5-byte prefix on top of the message limit.
 const FRAME_PREFIX: usize = 5;
@@ -77,7 +74,7 @@ impl Forwarder {
         B::Error: Into<BoxError>,
     {
         let method = schema::method(request.uri().path());
-        let path = request.uri().path().to_owned();
+        let uri = request.uri().clone();
         let result = match grpc_timeout(request.headers()) {
             Some(deadline) => tokio::time::timeout(deadline, self.forward(request, method))
                 .await
@@ -89,7 +86,7 @@ impl Forwarder {
             None => self.forward(request, method).await,
         };
         result.unwrap_or_else(|status| {
-            tracing::debug!(method = %path, code = ?status.code(), message = status.message(), "call failed in the proxy");
+            tracing::debug!(method = uri.path(), code = ?status.code(), message = status.message(), "call failed in the proxy");
             status.into_http()
         })
     }
@@ -214,18 +211,17 @@ impl Forwarder {
         namespace: &str,
     ) -> Result<Vec<u8>, Status> {
         let keys = match direction {
-            Direction::Request => Keys::Encryption(self.codec.encryption_key(namespace).await),
-            Direction::Response => Keys::Decryption(self.codec.decryption_keys(message_type, &message).await),
-        };
-        let keys = keys
-            .ready()
-            .map_err(|error| key_status(direction, message_type, error))?;
+            Direction::Request => self.codec.encryption_key(namespace).await.map(MessageKeys::Encryption),
+            Direction::Response => self
+                .codec
+                .decryption_keys(message_type, &message)
+                .await
+                .map(MessageKeys::Decryption),
+        }
+        .map_err(|error| key_status(direction, message_type, error))?;
         let codec = Arc::clone(&self.codec);
         let large = message.len() >= BLOCKING_THRESHOLD;
-        let work = move || match keys {
-            ReadyKeys::Encryption(key) => codec.encode_with(&key, message_type, &message),
-            ReadyKeys::Decryption(resolved) => codec.decode_with(&resolved, message_type, &message),
-        };
+        let work = move || codec.rewrite_with(&keys, message_type, &message);
         let result = if large {
             tokio::task::spawn_blocking(work)
                 .await
@@ -309,26 +305,6 @@ fn codec_status(direction: Direction, message_type: MessageIndex, error: WalkErr
         (error, Direction::Response) => {
             Status::internal(format!("upstream response is not a valid {type_name}: {error}"))
         }
-    }
-}
-
-/// Keys for one message, as resolved.
-enum Keys {
-    Encryption(Result<EncryptionKey, KeyError>),
-    Decryption(Result<ResolvedKeys, KeyError>),
-}
-
-enum ReadyKeys {
-    Encryption(EncryptionKey),
-    Decryption(ResolvedKeys),
-}
-
-impl Keys {
-    fn ready(self) -> Result<ReadyKeys, KeyError> {
-        Ok(match self {
-            Self::Encryption(key) => ReadyKeys::Encryption(key?),
-            Self::Decryption(resolved) => ReadyKeys::Decryption(resolved?),
-        })
     }
 }
 

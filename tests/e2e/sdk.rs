@@ -157,3 +157,17 @@ async fn a_client_encrypting_in_process_interoperates_with_a_worker_behind_the_p
     assert!(proxy.codec.stats().payloads_decrypted.load(Ordering::Relaxed) > 0);
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_samples_codec_used_for_interop_matches_the_vectors() {
+    // The interop test trusts this independent Python codec; it must agree with Temporal's
+    // own sample on every vector, byte for byte on the known-answer ones.
+    let stdout = run_program(
+        &python(),
+        &["test_vectors.py".into()],
+        &repo_root().join("tests/e2e/python"),
+        SCENARIO_TIMEOUT,
+    )
+    .await;
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
