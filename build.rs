@@ -51,6 +51,9 @@ const CLASSIFIED_FIELDS: &[(&str, &str)] = &[
 /// Message whose `input` is a system envelope when its `endpoint` names the system endpoint.
 const NEXUS_COMMAND: &str = "temporal.api.command.v1.ScheduleNexusOperationCommandAttributes";
 
+/// Message whose `message` and `stack_trace` strings are moved into an encrypted payload.
+const FAILURE: &str = "temporal.api.failure.v1.Failure";
+
 /// `repeated DataBlob` fields holding serialized histories.
 const RAW_HISTORY_FIELD: &str = "temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryResponse.raw_history";
 
@@ -175,6 +178,12 @@ impl Schema {
                     let endpoint = self.field_number(NEXUS_COMMAND, "endpoint");
                     format!("MessageKind::NexusCommand {{ endpoint_field: {endpoint} }}")
                 }
+                FAILURE => format!(
+                    "MessageKind::Failure {{ message_field: {}, stack_trace_field: {}, encoded_attributes_field: {} }}",
+                    self.field_number(FAILURE, "message"),
+                    self.field_number(FAILURE, "stack_trace"),
+                    self.field_number(FAILURE, "encoded_attributes")
+                ),
                 _ => "MessageKind::Fields".to_owned(),
             };
             let mut fields = String::new();

@@ -149,6 +149,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_ENCRYPT_OPERATOR_DATA", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub encrypt_operator_data: bool,
 
+    /// Move failure messages and stack traces into an encrypted payload, leaving "Encoded
+    /// failure" as the message the server stores (the SDKs' "encode common attributes").
+    /// They are put back on the way to the worker either way.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_ENCRYPT_FAILURE_MESSAGES", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub encrypt_failure_messages: bool,
+
     /// Address of the codec-server HTTP API (`/encode`, `/decode`) for the Web UI and CLI.
     #[arg(
         long,
@@ -400,6 +406,7 @@ impl ServeArgs {
             headers: self.encrypt_headers,
             user_metadata: self.encrypt_user_metadata,
             operator_data: self.encrypt_operator_data,
+            failure_messages: self.encrypt_failure_messages,
         }
     }
 }

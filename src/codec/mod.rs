@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::payload::schema::{FieldClass, MessageIndex};
 use crate::payload::view::PayloadView;
+use crate::payload::walker::FailureTexts;
 use crate::payload::{PayloadTransformer, WalkError, rewrite};
 pub use keyring::{DataKey, Keyring, KeyringError};
 
@@ -25,6 +26,8 @@ pub struct EncryptionPolicy {
     pub headers: bool,
     pub user_metadata: bool,
     pub operator_data: bool,
+    /// Move failure messages and stack traces into an encrypted payload.
+    pub failure_messages: bool,
 }
 
 impl Default for EncryptionPolicy {
@@ -33,6 +36,7 @@ impl Default for EncryptionPolicy {
             headers: true,
             user_metadata: true,
             operator_data: false,
+            failure_messages: true,
         }
     }
 }
@@ -288,6 +292,14 @@ impl PayloadTransformer for Encryptor<'_> {
         self.policy.encrypts(class)
     }
 
+    fn failure_texts(&self) -> FailureTexts {
+        if self.policy.failure_messages {
+            FailureTexts::Conceal
+        } else {
+            FailureTexts::Keep
+        }
+    }
+
     fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {
         // Empty metadata marks server-made Nexus task payloads; SDK converters always set an
         // encoding. An already-encrypted payload is never wrapped twice.
@@ -314,6 +326,11 @@ struct Decryptor<'k> {
 impl PayloadTransformer for Decryptor<'_> {
     fn enters(&self, _class: FieldClass) -> bool {
         true
+    }
+
+    // Whatever the policy, so that switching it off leaves earlier failures readable.
+    fn failure_texts(&self) -> FailureTexts {
+        FailureTexts::Reveal
     }
 
     fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {

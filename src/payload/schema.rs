@@ -17,6 +17,13 @@ pub enum MessageKind {
     /// `ScheduleNexusOperationCommandAttributes`: its input is a system envelope when the
     /// endpoint (which may come after the input on the wire) is the system endpoint.
     NexusCommand { endpoint_field: u32 },
+    /// `temporal.api.failure.v1.Failure`: its `message` and `stack_trace` are plain strings
+    /// that can be moved into the `encoded_attributes` payload.
+    Failure {
+        message_field: u32,
+        stack_trace_field: u32,
+        encoded_attributes_field: u32,
+    },
 }
 
 /// Why a field's payloads are, or are not, encrypted by default.

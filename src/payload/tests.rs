@@ -26,6 +26,7 @@ fn encrypt_everything() -> EncryptionPolicy {
         headers: true,
         user_metadata: true,
         operator_data: true,
+        failure_messages: true,
     }
 }
 
@@ -55,10 +56,30 @@ fn synthesize(message_type: MessageIndex, path: &mut Vec<MessageIndex>, counter:
             let history = synthesize(history, path, counter);
             write_len_field(&mut out, 2, &history);
         }
-        MessageKind::Fields | MessageKind::NexusCommand { .. } => {
+        MessageKind::Fields | MessageKind::NexusCommand { .. } | MessageKind::Failure { .. } => {
+            // A failure carries its texts instead of encoded attributes, as SDKs send it by default.
+            let mut skipped_field = None;
+            if let MessageKind::Failure {
+                message_field,
+                stack_trace_field,
+                encoded_attributes_field,
+            } = schema.kind
+            {
+                let marker = String::from_utf8_lossy(MARKER);
+                write_len_field(&mut out, message_field, format!("{marker} failed: \"ü\"").as_bytes());
+                write_len_field(
+                    &mut out,
+                    stack_trace_field,
+                    format!("at {marker}\n\tat main").as_bytes(),
+                );
+                skipped_field = Some(encoded_attributes_field);
+            }
             path.push(message_type);
             for rule in schema.fields {
-                if path.len() > SYNTH_DEPTH || (path.contains(&rule.target) && rule.target != schema::PAYLOAD_TYPE) {
+                if path.len() > SYNTH_DEPTH
+                    || (path.contains(&rule.target) && rule.target != schema::PAYLOAD_TYPE)
+                    || skipped_field == Some(rule.number)
+                {
                     continue;
                 }
                 let child = synthesize(rule.target, path, counter);
@@ -426,4 +447,142 @@ fn non_minimal_varints_survive_byte_for_byte() {
     let mut minimal = vec![0x8a, 0x00, payload.len() as u8];
     minimal.extend_from_slice(&payload);
     assert_eq!(codec.decode(payloads, &encoded).unwrap(), minimal);
+}
+
+mod failure_texts {
+    use temporalio_protos::temporal::api::failure::v1::failure::FailureInfo;
+    use temporalio_protos::temporal::api::failure::v1::{ApplicationFailureInfo, Failure};
+    use temporalio_protos::temporal::api::workflowservice::v1::RespondActivityTaskFailedRequest;
+
+    use super::*;
+
+    const REQUEST: &str = "temporal.api.workflowservice.v1.RespondActivityTaskFailedRequest";
+
+    fn failed_activity(failure: Failure) -> Vec<u8> {
+        RespondActivityTaskFailedRequest {
+            task_token: b"token".to_vec(),
+            failure: Some(failure),
+            identity: "worker@host".to_owned(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn failure_of(request: &[u8]) -> Failure {
+        RespondActivityTaskFailedRequest::decode(request)
+            .unwrap()
+            .failure
+            .unwrap()
+    }
+
+    fn card_declined() -> Failure {
+        Failure {
+            message: "card 4111 declined for ada@example.com".to_owned(),
+            source: "PythonSDK".to_owned(),
+            stack_trace: "File \"billing.py\", line 7, in charge(\"4111\")".to_owned(),
+            cause: Some(Box::new(Failure {
+                message: "gateway said: insufficient funds on 4111".to_owned(),
+                ..Default::default()
+            })),
+            failure_info: Some(FailureInfo::ApplicationFailureInfo(ApplicationFailureInfo {
+                r#type: "CardDeclined".to_owned(),
+                non_retryable: true,
+                details: Some(Payloads {
+                    payloads: vec![json("{\"last4\":\"4111\"}")],
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn messages_and_stack_traces_travel_encrypted_and_come_back_exactly() {
+        let codec = codec(EncryptionPolicy::default());
+        let request = schema::message_by_name(REQUEST).unwrap();
+        let original = failed_activity(card_declined());
+
+        let encrypted = codec.encode(request, &original).unwrap();
+        assert!(!contains(&encrypted, b"4111"), "failure text left in plaintext");
+        let stored = failure_of(&encrypted);
+        assert_eq!(stored.message, "Encoded failure");
+        assert_eq!(stored.stack_trace, "");
+        assert_eq!(stored.source, "PythonSDK");
+        let attributes = stored.encoded_attributes.unwrap();
+        assert_eq!(attributes.metadata["encoding"], b"binary/encrypted");
+        let cause = stored.cause.unwrap();
+        assert_eq!(cause.message, "Encoded failure");
+        assert!(cause.encoded_attributes.is_some());
+        match stored.failure_info {
+            Some(FailureInfo::ApplicationFailureInfo(info)) => assert_eq!(info.r#type, "CardDeclined"),
+            other => panic!("failure info changed: {other:?}"),
+        }
+
+        assert_eq!(codec.decode(request, &encrypted).unwrap(), original);
+    }
+
+    #[test]
+    fn switched_off_the_texts_stay_where_they_are() {
+        let codec = codec(EncryptionPolicy {
+            failure_messages: false,
+            ..EncryptionPolicy::default()
+        });
+        let request = schema::message_by_name(REQUEST).unwrap();
+        let original = failed_activity(card_declined());
+        let stored = failure_of(&codec.encode(request, &original).unwrap());
+        assert_eq!(stored.message, card_declined().message);
+        assert_eq!(stored.stack_trace, card_declined().stack_trace);
+        assert!(stored.encoded_attributes.is_none());
+    }
+
+    #[test]
+    fn attributes_an_sdk_encoded_itself_are_encrypted_once_and_read_back() {
+        let codec = codec(EncryptionPolicy::default());
+        let request = schema::message_by_name(REQUEST).unwrap();
+        let original = failed_activity(Failure {
+            message: "Encoded failure".to_owned(),
+            encoded_attributes: Some(json(r#"{"message":"no stock for sku-7","stack_trace":"at pick()"}"#)),
+            ..Default::default()
+        });
+
+        let encrypted = codec.encode(request, &original).unwrap();
+        assert!(!contains(&encrypted, b"sku-7"));
+        let stored = failure_of(&encrypted);
+        assert_eq!(stored.message, "Encoded failure");
+        assert_eq!(
+            stored.encoded_attributes.unwrap().metadata["encoding"],
+            b"binary/encrypted"
+        );
+
+        let read = failure_of(&codec.decode(request, &encrypted).unwrap());
+        assert_eq!(read.message, "no stock for sku-7");
+        assert_eq!(read.stack_trace, "at pick()");
+        assert!(read.encoded_attributes.is_none());
+    }
+
+    #[test]
+    fn attributes_under_a_key_not_held_are_left_encoded() {
+        let request = schema::message_by_name(REQUEST).unwrap();
+        let encrypted = codec(EncryptionPolicy::default())
+            .encode(request, &failed_activity(card_declined()))
+            .unwrap();
+        let other = Keyring::new([("other".to_owned(), Zeroizing::new(vec![9u8; 32]))]).unwrap();
+        let other = Codec::new(other, EncryptionPolicy::default());
+        assert_eq!(other.decode(request, &encrypted).unwrap(), encrypted);
+    }
+
+    #[test]
+    fn attributes_that_are_not_only_the_texts_are_kept_as_a_payload() {
+        let codec = codec(EncryptionPolicy::default());
+        let request = schema::message_by_name(REQUEST).unwrap();
+        let original = failed_activity(Failure {
+            message: "Encoded failure".to_owned(),
+            encoded_attributes: Some(json(r#"{"message":"m","extra":1}"#)),
+            ..Default::default()
+        });
+        let decoded = codec
+            .decode(request, &codec.encode(request, &original).unwrap())
+            .unwrap();
+        assert_eq!(decoded, original);
+    }
 }

@@ -2,8 +2,8 @@
 
 use super::WalkError;
 use super::schema::{self, FieldClass, FieldRule, MessageIndex, MessageKind};
-use super::view::{PAYLOAD_DATA, PayloadView};
-use super::wire::{FieldReader, WIRE_LEN, WIRE_VARINT, write_length_prefixed};
+use super::view::{ENCODING_KEY, PAYLOAD_DATA, PayloadView, write_metadata_entry};
+use super::wire::{FieldReader, WIRE_LEN, WIRE_VARINT, write_len_field, write_length_prefixed, write_tag};
 
 /// Deepest message nesting the walker follows (`Failure.cause` chains, nested `Any`s).
 pub const MAX_DEPTH: u32 = 100;
@@ -19,6 +19,39 @@ const DATA_BLOB_ENCODING: u32 = 1;
 const DATA_BLOB_DATA: u32 = 2;
 const ENCODING_TYPE_PROTO3: u64 = 1;
 
+/// What SDKs put in `Failure.message` when its texts travel in `encoded_attributes`.
+pub const ENCODED_FAILURE_MESSAGE: &[u8] = b"Encoded failure";
+const JSON_PLAIN: &[u8] = b"json/plain";
+
+/// What happens to the plain-string `message` and `stack_trace` of a `Failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureTexts {
+    /// Left as they are.
+    Keep,
+    /// Moved into an `encoded_attributes` payload `{"message", "stack_trace"}` (the SDKs'
+    /// "encode common attributes" convention), which is then transformed like any other.
+    Conceal,
+    /// Put back from an `encoded_attributes` payload that the transformer changed.
+    Reveal,
+}
+
+/// The `encoded_attributes` payload's JSON document.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EncodedFailureTexts {
+    message: String,
+    #[serde(default)]
+    stack_trace: String,
+}
+
+/// Field numbers of `Failure`'s texts.
+#[derive(Clone, Copy)]
+struct FailureFields {
+    message: u32,
+    stack_trace: u32,
+    encoded_attributes: u32,
+}
+
 /// What happens to each payload the walker finds.
 pub trait PayloadTransformer {
     /// Whether payloads reached through a field of this class are transformed at all.
@@ -27,6 +60,11 @@ pub trait PayloadTransformer {
     /// Writes the replacement for `payload` (a serialized `Payload`) to `out`, and tells
     /// whether it differs from the payload.
     fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError>;
+
+    /// What happens to failure messages and stack traces.
+    fn failure_texts(&self) -> FailureTexts {
+        FailureTexts::Keep
+    }
 }
 
 /// Rewrites the payloads in `message`, a serialized message of type `message_type`.
@@ -86,6 +124,30 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                         system: system_endpoint && rule.class == FieldClass::NexusOperationInput,
                     })
                 })
+            }
+            MessageKind::Failure {
+                message_field,
+                stack_trace_field,
+                encoded_attributes_field,
+            } => {
+                let layout = FailureFields {
+                    message: message_field,
+                    stack_trace: stack_trace_field,
+                    encoded_attributes: encoded_attributes_field,
+                };
+                let descend = |number| {
+                    let rule = find_rule(schema.fields, number)?;
+                    Some(Descend {
+                        target: rule.target,
+                        class: rule.class,
+                        system: false,
+                    })
+                };
+                match self.transformer.failure_texts() {
+                    FailureTexts::Keep => self.fields(input, out, depth, descend),
+                    FailureTexts::Conceal => self.conceal_failure_texts(input, layout, depth, out, descend),
+                    FailureTexts::Reveal => self.reveal_failure_texts(input, layout, depth, out, descend),
+                }
             }
             MessageKind::Any => {
                 let inner = last_len_field(input, ANY_TYPE_URL)?
@@ -170,6 +232,135 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         Ok(changed)
     }
 
+    /// Moves a failure's message and stack trace into a new `encoded_attributes` payload,
+    /// leaving "Encoded failure" as its message, as SDKs do when told to encode them.
+    fn conceal_failure_texts(
+        &mut self,
+        input: &[u8],
+        layout: FailureFields,
+        depth: u32,
+        out: &mut Vec<u8>,
+        descend: impl Fn(u32) -> Option<Descend>,
+    ) -> Result<bool, WalkError> {
+        let found = FailureTextFields::find(input, layout)?;
+        if found.encoded_attributes_count > 0 || (found.message.is_empty() && found.stack_trace.is_empty()) {
+            return self.fields(input, out, depth, descend);
+        }
+        let texts = EncodedFailureTexts {
+            message: utf8_text(found.message, "message")?,
+            stack_trace: utf8_text(found.stack_trace, "stack_trace")?,
+        };
+        let json = serde_json::to_vec(&texts).map_err(|_| WalkError::Encryption)?;
+        let mut payload = Vec::with_capacity(json.len() + 32);
+        write_metadata_entry(&mut payload, ENCODING_KEY, JSON_PLAIN);
+        write_len_field(&mut payload, PAYLOAD_DATA, &json);
+
+        let mut message_written = found.message.is_empty();
+        if message_written {
+            write_len_field(out, layout.message, ENCODED_FAILURE_MESSAGE);
+        }
+        let mut reader = FieldReader::new(input);
+        while let Some(field) = reader.next_field()? {
+            if field.number == layout.message {
+                if !message_written {
+                    write_len_field(out, layout.message, ENCODED_FAILURE_MESSAGE);
+                    message_written = true;
+                }
+            } else if field.number != layout.stack_trace {
+                self.fields(&input[field.start..reader.position()], out, depth, &descend)?;
+            }
+        }
+        write_tag(out, layout.encoded_attributes, WIRE_LEN);
+        write_length_prefixed(out, payload.len() + 64, |out| {
+            // The texts were moved to be encrypted: a transformer that left them as they
+            // are would send them out in plaintext.
+            match self.message(
+                &payload,
+                schema::PAYLOAD_TYPE,
+                FieldClass::Always,
+                false,
+                depth + 1,
+                out,
+            )? {
+                true => Ok(()),
+                false => Err(WalkError::Encryption),
+            }
+        })?;
+        Ok(true)
+    }
+
+    /// Undoes [`Self::conceal_failure_texts`] once the transformer has decoded the
+    /// `encoded_attributes` payload: the texts go back to their own fields, the stack trace
+    /// before the first field numbered after it, as serializers order them.
+    fn reveal_failure_texts(
+        &mut self,
+        input: &[u8],
+        layout: FailureFields,
+        depth: u32,
+        out: &mut Vec<u8>,
+        descend: impl Fn(u32) -> Option<Descend>,
+    ) -> Result<bool, WalkError> {
+        let found = FailureTextFields::find(input, layout)?;
+        // Several occurrences of a message field merge; that rare shape is walked as it is.
+        if found.encoded_attributes_count != 1 || found.message != ENCODED_FAILURE_MESSAGE {
+            return self.fields(input, out, depth, descend);
+        }
+        let mut decoded = Vec::with_capacity(found.encoded_attributes.len());
+        let decoded_changed = self.message(
+            found.encoded_attributes,
+            schema::PAYLOAD_TYPE,
+            FieldClass::Always,
+            false,
+            depth + 1,
+            &mut decoded,
+        )?;
+        let restored = if decoded_changed {
+            decoded_failure_texts(&decoded)
+        } else {
+            None
+        };
+
+        let mut message_written = false;
+        let mut stack_trace_written = false;
+        let mut reader = FieldReader::new(input);
+        while let Some(field) = reader.next_field()? {
+            let span = &input[field.start..reader.position()];
+            let Some(texts) = &restored else {
+                if field.number != layout.encoded_attributes {
+                    self.fields(span, out, depth, &descend)?;
+                } else if decoded_changed {
+                    write_tag(out, layout.encoded_attributes, WIRE_LEN);
+                    write_length_prefixed(out, decoded.len(), |out| {
+                        out.extend_from_slice(&decoded);
+                        Ok::<_, WalkError>(())
+                    })?;
+                } else {
+                    // Walked once already and unchanged: the original bytes are the answer.
+                    out.extend_from_slice(span);
+                }
+                continue;
+            };
+            if field.number > layout.stack_trace && !stack_trace_written {
+                write_nonempty_text(out, layout.stack_trace, &texts.stack_trace);
+                stack_trace_written = true;
+            }
+            if field.number == layout.message {
+                if !message_written {
+                    write_nonempty_text(out, layout.message, &texts.message);
+                    message_written = true;
+                }
+            } else if field.number != layout.stack_trace && field.number != layout.encoded_attributes {
+                self.fields(span, out, depth, &descend)?;
+            }
+        }
+        if let Some(texts) = &restored
+            && !stack_trace_written
+        {
+            write_nonempty_text(out, layout.stack_trace, &texts.stack_trace);
+        }
+        Ok(decoded_changed)
+    }
+
     fn payload(
         &mut self,
         input: &[u8],
@@ -224,6 +415,57 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                 Ok(false)
             }
         }
+    }
+}
+
+/// Where a failure's texts are, by the last occurrence of each field.
+struct FailureTextFields<'a> {
+    message: &'a [u8],
+    stack_trace: &'a [u8],
+    encoded_attributes: &'a [u8],
+    encoded_attributes_count: usize,
+}
+
+impl<'a> FailureTextFields<'a> {
+    fn find(input: &'a [u8], layout: FailureFields) -> Result<Self, WalkError> {
+        let mut found = FailureTextFields {
+            message: &[],
+            stack_trace: &[],
+            encoded_attributes: &[],
+            encoded_attributes_count: 0,
+        };
+        let mut reader = FieldReader::new(input);
+        while let Some(field) = reader.next_field()? {
+            let is_len = field.wire_type == WIRE_LEN;
+            if field.number == layout.message && is_len {
+                found.message = field.content;
+            } else if field.number == layout.stack_trace && is_len {
+                found.stack_trace = field.content;
+            } else if field.number == layout.encoded_attributes {
+                found.encoded_attributes = field.content;
+                found.encoded_attributes_count += 1;
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn utf8_text(bytes: &[u8], field: &str) -> Result<String, WalkError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| WalkError::malformed(format!("failure {field} is not UTF-8")))
+}
+
+/// The texts in a decoded `encoded_attributes` payload, when it holds exactly those.
+fn decoded_failure_texts(payload: &[u8]) -> Option<EncodedFailureTexts> {
+    let view = PayloadView::parse(payload).ok()?;
+    if view.encoding != Some(JSON_PLAIN) || view.metadata_entries != 1 {
+        return None;
+    }
+    serde_json::from_slice(view.data).ok()
+}
+
+fn write_nonempty_text(out: &mut Vec<u8>, field: u32, text: &str) {
+    if !text.is_empty() {
+        write_len_field(out, field, text.as_bytes());
     }
 }
 

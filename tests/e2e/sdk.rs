@@ -38,15 +38,22 @@ async fn assert_server_holds_only_ciphertext(markers: &[String]) -> serde_json::
     report
 }
 
+/// The scenario's plaintext markers: those in payloads, and those in failure messages,
+/// which the proxy moves into encrypted payloads too.
 fn markers(summary: &serde_json::Value) -> Vec<String> {
-    let markers: Vec<String> = summary["markers"]
+    let in_payloads = summary["markers"]
         .as_array()
-        .unwrap_or_else(|| panic!("no markers in {summary}"))
+        .unwrap_or_else(|| panic!("no markers in {summary}"));
+    assert!(!in_payloads.is_empty());
+    let in_failure_messages = summary["failure_message_markers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    in_payloads
         .iter()
+        .chain(&in_failure_messages)
         .map(|m| m.as_str().unwrap().to_owned())
-        .collect();
-    assert!(!markers.is_empty());
-    markers
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
