@@ -2,14 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-
 use axum::http::HeaderValue;
-
-use std::sync::Arc;
-
+use clap::{Args, Parser, Subcommand};
 use zeroize::Zeroizing;
 
 use crate::auth::claims_roles::ClaimsRoles;
@@ -19,6 +16,7 @@ use crate::auth::{Authenticator, RoleSource};
 use crate::codec::EncryptionPolicy;
 use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS, tls};
 use crate::keys::kms::{DataKeyLimits, KmsKeySelector, KmsSettings, MAX_PAYLOADS_PER_DATA_KEY};
+use crate::telemetry::LogFormat;
 
 /// Default limit on one gRPC message, as the Temporal SDKs set it: large history pages fit.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
@@ -271,9 +269,24 @@ pub struct ServeArgs {
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
 
-    /// Log filter in tracing's env-filter syntax, e.g. `info` or `temporal_codec_proxy=debug`.
+    /// Address of the admin HTTP listener: `/metrics` (Prometheus), `/healthz` (liveness)
+    /// and `/readyz` (a key is loaded and the upstream answers its health check).
+    #[arg(
+        long,
+        env = "TEMPORAL_CODEC_PROXY_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9090",
+        value_name = "HOST:PORT"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Log filter in tracing's env-filter syntax, e.g. `info` or `temporal_codec_proxy=debug`
+    /// (each call is logged at debug with its method, status and durations).
     #[arg(long, env = "RUST_LOG", default_value = "info", value_name = "FILTER")]
     pub log: String,
+
+    /// Log line format: `text` for people, `json` for log pipelines.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// Authentication of codec-server callers.

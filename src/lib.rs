@@ -1,6 +1,7 @@
 //! temporal-codec-proxy: a gRPC proxy that encrypts every Temporal payload on its way to
 //! the server and decrypts it on its way back.
 
+pub mod admin;
 pub mod auth;
 pub mod codec;
 pub mod codec_server;
@@ -9,3 +10,4 @@ pub mod keys;
 pub mod payload;
 pub mod proxy;
 pub mod running_server;
+pub mod telemetry;

@@ -2,12 +2,14 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser as _;
 use temporal_codec_proxy::codec::{Codec, Keyring};
 use temporal_codec_proxy::config::{Cli, Command, ServeArgs};
 use temporal_codec_proxy::keys::kms::KmsKeys;
-use temporal_codec_proxy::{codec_server, keys, proxy};
+use temporal_codec_proxy::telemetry::{self, Metrics};
+use temporal_codec_proxy::{admin, codec_server, keys, proxy};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -20,7 +22,7 @@ fn main() -> ExitCode {
             Err(error) => fail(&error),
         },
         Command::Serve(args) => {
-            init_logging(&args.log);
+            telemetry::init_logging(&args.log, args.log_format);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(error) => return fail(&error),
@@ -36,17 +38,6 @@ fn main() -> ExitCode {
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("temporal-codec-proxy: {error}");
     ExitCode::FAILURE
-}
-
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
-        eprintln!("temporal-codec-proxy: ignoring log filter {filter:?}: {error}");
-        tracing_subscriber::EnvFilter::new("info")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -71,11 +62,25 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let channel = proxy::upstream::connect_lazy(&upstream_name)?;
+    let metrics = Arc::new(Metrics::new(Arc::clone(&codec)));
+    let admin_server = admin::start(
+        args.admin_listen,
+        admin::router(Arc::clone(&metrics), Arc::clone(&codec), channel.clone()),
+    )
+    .await
+    .map_err(|error| {
+        format!(
+            "cannot listen on {} for the admin endpoints: {error}",
+            args.admin_listen
+        )
+    })?;
+    tracing::info!(listen = %admin_server.local_addr(), "serving /metrics, /healthz and /readyz");
     let forwarder = Arc::new(proxy::Forwarder::new(
         Arc::clone(&codec),
         channel,
         upstream_name.clone(),
         args.max_message_bytes,
+        metrics,
     ));
     let listener = proxy::start(args.listen, forwarder)
         .await
@@ -104,6 +109,9 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         listener.shutdown(args.shutdown_grace),
         codec_server.shutdown(args.shutdown_grace)
     );
+    // Metrics stay readable while calls drain.
+    admin_server.shutdown(Duration::from_secs(1)).await;
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
@@ -15,6 +16,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tower::ServiceExt as _;
 
+use super::call_record::{CallRecord, RecordedBody};
 use super::grpc_frame::{
     FrameError, GRPC_ACCEPT_ENCODING, GRPC_ENCODING, MessageEncoding, SUPPORTED_ENCODINGS, decode_messages,
     encode_frame,
@@ -25,6 +27,7 @@ use crate::keys::kms::KmsError;
 use crate::payload::WalkError;
 use crate::payload::schema::{self, MessageIndex, MethodSchema};
 use crate::payload::wire::{FieldReader, WIRE_LEN};
+use crate::telemetry::{Metrics, UNKNOWN_METHOD};
 
 const STATUS_DETAILS: &str = "grpc-status-details-bin";
 /// Room for the 5-byte prefix on top of the message limit.
@@ -53,15 +56,23 @@ pub struct Forwarder {
     upstream_name: String,
     max_message_bytes: usize,
     status_type: MessageIndex,
+    metrics: Arc<Metrics>,
 }
 
 impl Forwarder {
-    pub fn new(codec: Arc<Codec>, upstream: Channel, upstream_name: String, max_message_bytes: usize) -> Self {
+    pub fn new(
+        codec: Arc<Codec>,
+        upstream: Channel,
+        upstream_name: String,
+        max_message_bytes: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             codec,
             upstream,
             upstream_name,
             max_message_bytes,
+            metrics,
             status_type: schema::message_by_name("google.rpc.Status")
                 .expect("google.rpc.Status carries Any details, so it is in the schema table"),
         }
@@ -73,28 +84,42 @@ impl Forwarder {
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
+        let started = Instant::now();
         let method = schema::method(request.uri().path());
         let uri = request.uri().clone();
+        let mut added = Duration::ZERO;
         let result = match grpc_timeout(request.headers()) {
-            Some(deadline) => tokio::time::timeout(deadline, self.forward(request, method))
+            Some(deadline) => tokio::time::timeout(deadline, self.forward(request, method, &mut added))
                 .await
                 .unwrap_or_else(|_| {
                     Err(Status::deadline_exceeded(
                         "deadline exceeded while the call was in the proxy",
                     ))
                 }),
-            None => self.forward(request, method).await,
+            None => self.forward(request, method, &mut added).await,
         };
-        result.unwrap_or_else(|status| {
+        let response = result.unwrap_or_else(|status| {
             tracing::debug!(method = uri.path(), code = ?status.code(), message = status.message(), "call failed in the proxy");
+            added = started.elapsed();
             status.into_http()
-        })
+        });
+        let record = CallRecord {
+            metrics: Arc::clone(&self.metrics),
+            method: method.map_or(UNKNOWN_METHOD, |method| method.path),
+            started,
+            added,
+        };
+        let (parts, body) = response.into_parts();
+        let body = RecordedBody::new(body, &parts.headers, record);
+        http::Response::from_parts(parts, Body::new(body))
     }
 
+    /// Forwards one call; `added` accumulates the time spent on the proxy's own work.
     async fn forward<B>(
         &self,
         request: http::Request<B>,
         method: Option<&'static MethodSchema>,
+        added: &mut Duration,
     ) -> Result<ProxyResponse, Status>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -111,10 +136,12 @@ impl Forwarder {
                 parts.headers.remove(GRPC_ENCODING);
                 parts.headers.remove(http::header::CONTENT_LENGTH);
                 let message = self.read_unary_request(body, encoding).await?;
+                let codec_started = Instant::now();
                 let namespace = request_namespace(&parts.headers, method, &message);
                 let encrypted = self
                     .run_codec(Direction::Request, message_type, message, &namespace)
                     .await?;
+                *added += codec_started.elapsed();
                 single_message_body(encode_frame(&encrypted), None)
             }
         };
@@ -131,7 +158,7 @@ impl Forwarder {
             .map_err(|error| self.upstream_error(&error))?;
         match response_type {
             None => Ok(response),
-            Some(message_type) => self.rewrite_response(response, message_type).await,
+            Some(message_type) => self.rewrite_response(response, message_type, added).await,
         }
     }
 
@@ -165,6 +192,7 @@ impl Forwarder {
         &self,
         response: ProxyResponse,
         message_type: MessageIndex,
+        added: &mut Duration,
     ) -> Result<ProxyResponse, Status> {
         let (mut parts, body) = response.into_parts();
         if parts.headers.contains_key("grpc-status") {
@@ -184,6 +212,7 @@ impl Forwarder {
                 Err(error) if error.is::<http_body_util::LengthLimitError>() => self.too_large(Direction::Response),
                 Err(error) => Status::unavailable(format!("upstream response ended early: {error}")),
             })?;
+        let codec_started = Instant::now();
         let mut trailers = collected.trailers().cloned();
         let bytes = collected.to_bytes();
         let messages = decode_messages(&bytes, encoding, self.max_message_bytes)
@@ -196,6 +225,7 @@ impl Forwarder {
         if let Some(trailers) = trailers.as_mut() {
             self.decode_status_details(trailers).await;
         }
+        *added += codec_started.elapsed();
         Ok(http::Response::from_parts(
             parts,
             single_message_body(out.freeze(), trailers),

@@ -1,5 +1,6 @@
 //! The gRPC side: listener, forwarding with payload rewriting, and the upstream channel.
 
+pub mod call_record;
 pub mod forward;
 pub mod grpc_frame;
 pub mod headers;

@@ -35,11 +35,11 @@ async fn channel(address: &str) -> Channel {
         .unwrap()
 }
 
-async fn client(address: &str) -> WorkflowServiceClient<Channel> {
+pub async fn client(address: &str) -> WorkflowServiceClient<Channel> {
     WorkflowServiceClient::new(channel(address).await).max_decoding_message_size(64 << 20)
 }
 
-fn json_payload(text: &str) -> Payload {
+pub fn json_payload(text: &str) -> Payload {
     Payload {
         metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),
         data: text.as_bytes().to_vec(),
@@ -47,7 +47,7 @@ fn json_payload(text: &str) -> Payload {
     }
 }
 
-fn start_request(workflow_id: &str, input: Payload) -> StartWorkflowExecutionRequest {
+pub fn start_request(workflow_id: &str, input: Payload) -> StartWorkflowExecutionRequest {
     StartWorkflowExecutionRequest {
         namespace: FAULTS_NAMESPACE.into(),
         workflow_id: workflow_id.into(),

@@ -7,6 +7,7 @@ mod faults;
 mod forwarding;
 mod identity;
 mod kms;
+mod operations;
 mod relay;
 mod sdk;
 mod support;

@@ -13,6 +13,7 @@ use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
 use temporal_codec_proxy::codec_server::{self, CodecServerSettings};
 use temporal_codec_proxy::proxy::{self, Forwarder};
 use temporal_codec_proxy::running_server::RunningServer;
+use temporal_codec_proxy::telemetry::Metrics;
 use temporalio_protos::temporal::api::common::v1::{Payload, WorkflowExecution};
 use temporalio_protos::temporal::api::history::v1::History;
 use temporalio_protos::temporal::api::history::v1::WorkflowExecutionStartedEventAttributes;
@@ -262,6 +263,7 @@ impl TestProxy {
             channel,
             upstream.to_owned(),
             max_message_bytes,
+            Arc::new(Metrics::new(Arc::clone(&codec))),
         ));
         let listener = proxy::start("127.0.0.1:0".parse().unwrap(), forwarder).await.unwrap();
         let settings = CodecServerSettings {

@@ -1,0 +1,223 @@
+//! Logs and Prometheus metrics: what the proxy records about its calls, and how it is read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::codec::Codec;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// Installs the global tracing subscriber; `filter` uses `RUST_LOG` syntax.
+pub fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
+        eprintln!("temporal-codec-proxy: ignoring log filter {filter:?}: {error}");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    method: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: &'static str,
+}
+
+/// The proxy's metrics registry and the instruments the forwarder updates.
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    upstream_seconds: Family<MethodLabel, Histogram>,
+    added_seconds: Family<MethodLabel, Histogram>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Label for methods outside the schema table: client-chosen paths would make unbounded series.
+pub const UNKNOWN_METHOD: &str = "unknown";
+
+impl Metrics {
+    /// A registry with the call instruments and, read at each scrape, `codec`'s counters.
+    pub fn new(codec: Arc<Codec>) -> Self {
+        let mut registry = Registry::with_prefix("temporal_codec_proxy");
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "rpcs",
+            "gRPC calls finished, by method and gRPC status code",
+            calls.clone(),
+        );
+        // 10 µs to about 84 s: the proxy's own work and upstream long polls on one scale.
+        let buckets = || Histogram::new(exponential_buckets(0.000_01, 2.0, 24));
+        let upstream_seconds = Family::<MethodLabel, Histogram>::new_with_constructor(buckets as fn() -> Histogram);
+        registry.register(
+            "rpc_upstream_duration_seconds",
+            "Time from sending a call upstream to the end of its response",
+            upstream_seconds.clone(),
+        );
+        let added_seconds = Family::<MethodLabel, Histogram>::new_with_constructor(buckets as fn() -> Histogram);
+        registry.register(
+            "rpc_added_duration_seconds",
+            "Time the proxy itself spent on a call: reading, encrypting and decrypting",
+            added_seconds.clone(),
+        );
+        registry.register_collector(Box::new(CodecCollector { codec }));
+        Self {
+            registry,
+            calls,
+            upstream_seconds,
+            added_seconds,
+        }
+    }
+
+    /// Records one finished call.
+    pub fn record_call(&self, method: &'static str, code: tonic::Code, upstream: Duration, added: Duration) {
+        self.calls
+            .get_or_create(&CallLabels {
+                method,
+                code: code_name(code),
+            })
+            .inc();
+        let label = MethodLabel { method };
+        self.upstream_seconds
+            .get_or_create(&label)
+            .observe(upstream.as_secs_f64());
+        self.added_seconds.get_or_create(&label).observe(added.as_secs_f64());
+    }
+
+    /// The registry in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// The canonical upper-case name of a gRPC status code, as gRPC tooling prints it.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Reads the codec's and the KMS client's running totals at scrape time.
+#[derive(Debug)]
+struct CodecCollector {
+    codec: Arc<Codec>,
+}
+
+impl prometheus_client::collector::Collector for CodecCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.codec.stats();
+        let counters: [(&str, &str, &AtomicU64); 6] = [
+            ("payloads_encrypted", "Payloads encrypted", &stats.payloads_encrypted),
+            ("payloads_decrypted", "Payloads decrypted", &stats.payloads_decrypted),
+            (
+                "payload_bytes_encrypted",
+                "Plaintext bytes of the payloads encrypted",
+                &stats.plaintext_bytes_encrypted,
+            ),
+            (
+                "payload_bytes_decrypted",
+                "Plaintext bytes of the payloads decrypted",
+                &stats.plaintext_bytes_decrypted,
+            ),
+            (
+                "payloads_unknown_key",
+                "Encrypted payloads under a key this proxy does not hold, passed through unchanged",
+                &stats.payloads_unknown_key,
+            ),
+            (
+                "payloads_failed_authentication",
+                "Encrypted payloads under a held key that failed authentication (codec errors)",
+                &stats.payloads_failed_authentication,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value.load(Ordering::Relaxed)).encode(metric)?;
+        }
+        let Some(kms) = self.codec.kms() else {
+            return Ok(());
+        };
+        let kms = kms.stats();
+        let mut calls = encoder.encode_descriptor(
+            "kms_calls",
+            "Calls to AWS KMS, by operation and result",
+            None,
+            MetricType::Counter,
+        )?;
+        for (operation, result, value) in [
+            ("GenerateDataKey", "ok", &kms.generate_data_key_ok),
+            ("GenerateDataKey", "error", &kms.generate_data_key_failed),
+            ("Decrypt", "ok", &kms.decrypt_ok),
+            ("Decrypt", "error", &kms.decrypt_failed),
+        ] {
+            let labels = [("operation", operation), ("result", result)];
+            ConstCounter::new(value.load(Ordering::Relaxed)).encode(calls.encode_family(&labels)?)?;
+        }
+        let mut cache = encoder.encode_descriptor(
+            "kms_data_key_cache_lookups",
+            "Data key cache look-ups, by cache and outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for (cache_name, outcome, value) in [
+            ("encryption", "hit", &kms.encryption_cache_hits),
+            ("encryption", "miss", &kms.encryption_cache_misses),
+            ("decryption", "hit", &kms.decryption_cache_hits),
+            ("decryption", "miss", &kms.decryption_cache_misses),
+        ] {
+            let labels = [("cache", cache_name), ("outcome", outcome)];
+            ConstCounter::new(value.load(Ordering::Relaxed)).encode(cache.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,274 @@
+//! The proxy binary as operators run it: admin endpoints, JSON logs, graceful shutdown.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
+use temporalio_protos::temporal::api::workflowservice::v1::PollActivityTaskQueueRequest;
+
+use crate::faults::{client, json_payload, start_request};
+use crate::relay::Relay;
+use crate::support::{FAULTS_NAMESPACE, dev_server, random_key, unique};
+
+const START_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
+
+/// The `temporal-codec-proxy serve` process, logging JSON, with the addresses it bound.
+struct ProxyProcess {
+    child: Child,
+    logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    grpc: String,
+    admin: String,
+}
+
+impl ProxyProcess {
+    /// Starts the binary on ephemeral ports and waits until every listener is up.
+    fn start(upstream: &str, key: &[u8; 32], extra_args: &[&str]) -> Self {
+        let key_flag = format!("ops=base64:{}", base64::engine::general_purpose::STANDARD.encode(key));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_temporal-codec-proxy"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--codec-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--upstream",
+                upstream,
+                "--key",
+                &key_flag,
+                "--log-format",
+                "json",
+                "--log",
+                "info,temporal_codec_proxy=debug",
+            ])
+            .args(extra_args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the proxy binary starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let parsed = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| panic!("--log-format json wrote a line that is not JSON: {line}"));
+                sink.lock().unwrap().push(parsed);
+            }
+        });
+        let mut process = Self {
+            child,
+            logs,
+            grpc: String::new(),
+            admin: String::new(),
+        };
+        process.grpc = process.wait_for_log("proxying gRPC calls")["listen"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        process.admin = process.wait_for_log("serving /metrics, /healthz and /readyz")["listen"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        process
+    }
+
+    fn wait_for_log(&self, message: &str) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            if let Some(line) = self.logs.lock().unwrap().iter().find(|line| line["message"] == message) {
+                return line.clone();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no log line {message:?}; logs so far: {:?}",
+                self.logs.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn all_logs(&self) -> String {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|line| line.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://{}{path}", self.admin))
+            .await
+            .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Polls `path` until it answers `status`.
+    async fn wait_for_status(&self, path: &str, status: u16) -> String {
+        let started = Instant::now();
+        loop {
+            let (seen, body) = self.get(path).await;
+            if seen == status {
+                return body;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{path} stayed {seen} ({body}), expected {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of one sample line in a Prometheus text exposition, if present.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_show_real_figures_and_readiness_follows_the_upstream() {
+    let mut relay = Relay::start(&dev_server().address).await;
+    let key = random_key();
+    let proxy = ProxyProcess::start(&relay.address.to_string(), &key, &[]);
+
+    assert_eq!(proxy.get("/healthz").await.0, 200);
+    proxy.wait_for_status("/readyz", 200).await;
+    let before = proxy.get("/metrics").await.1;
+    let started_ok = format!("temporal_codec_proxy_rpcs_total{{method=\"{START_WORKFLOW}\",code=\"OK\"}}");
+    assert_eq!(sample(&before, &started_ok), None, "{before}");
+    assert_eq!(
+        sample(&before, "temporal_codec_proxy_payloads_encrypted_total"),
+        Some(0.0)
+    );
+
+    let marker = unique("secret-ops-input");
+    let mut workflows = client(&proxy.grpc).await;
+    for _ in 0..3 {
+        workflows
+            .start_workflow_execution(start_request(&unique("ops"), json_payload(&format!("\"{marker}\""))))
+            .await
+            .unwrap();
+    }
+
+    let after = proxy.get("/metrics").await.1;
+    assert_eq!(sample(&after, &started_ok), Some(3.0), "{after}");
+    assert!(sample(&after, "temporal_codec_proxy_payloads_encrypted_total").unwrap() >= 3.0);
+    assert!(sample(&after, "temporal_codec_proxy_payload_bytes_encrypted_total").unwrap() > 0.0);
+    let method_label = format!("{{method=\"{START_WORKFLOW}\"}}");
+    for histogram in [
+        "temporal_codec_proxy_rpc_upstream_duration_seconds_count",
+        "temporal_codec_proxy_rpc_added_duration_seconds_count",
+    ] {
+        assert_eq!(
+            sample(&after, &format!("{histogram}{method_label}")),
+            Some(3.0),
+            "{after}"
+        );
+    }
+
+    let call_logged = proxy
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|line| line["message"] == "call finished" && line["method"] == START_WORKFLOW && line["code"] == "OK");
+    assert!(call_logged, "no debug line for the call: {}", proxy.all_logs());
+    let logs = proxy.all_logs();
+    assert!(!logs.contains(&marker), "a payload reached the logs");
+    let key_text = base64::engine::general_purpose::STANDARD.encode(key);
+    assert!(!logs.contains(&key_text), "the key reached the logs");
+
+    relay.stop().await;
+    let reason = proxy.wait_for_status("/readyz", 503).await;
+    assert!(reason.contains("upstream"), "{reason}");
+    assert_eq!(
+        proxy.get("/healthz").await.0,
+        200,
+        "liveness does not depend on the upstream"
+    );
+    relay.restart().await;
+    proxy.wait_for_status("/readyz", 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_calls_in_flight_finish_refuses_new_connections_and_exits_zero() {
+    let proxy = ProxyProcess::start(&dev_server().address, &random_key(), &["--shutdown-grace", "20s"]);
+    let task_queue = unique("drain-tq");
+    let mut polls = Vec::new();
+    for _ in 0..5 {
+        let mut workflows = client(&proxy.grpc).await;
+        let task_queue = task_queue.clone();
+        polls.push(tokio::spawn(async move {
+            let mut request = tonic::Request::new(PollActivityTaskQueueRequest {
+                namespace: FAULTS_NAMESPACE.into(),
+                task_queue: Some(TaskQueue {
+                    name: task_queue,
+                    ..Default::default()
+                }),
+                identity: "drain-test".into(),
+                ..Default::default()
+            });
+            // The server answers an idle long poll with an empty task shortly before its deadline.
+            request.set_timeout(Duration::from_secs(6));
+            workflows.poll_activity_task_queue(request).await
+        }));
+    }
+    // Let the polls reach the server before the signal.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled = Instant::now();
+    proxy.terminate();
+
+    let refused_by = Instant::now() + Duration::from_secs(5);
+    loop {
+        if std::net::TcpStream::connect(&proxy.grpc).is_err() {
+            break;
+        }
+        assert!(
+            Instant::now() < refused_by,
+            "new connections still accepted after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for poll in polls {
+        let answer = poll.await.unwrap();
+        assert!(answer.is_ok(), "a long poll in flight was cut: {answer:?}");
+    }
+    let mut proxy = proxy;
+    let exit = loop {
+        if let Some(status) = proxy.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(20),
+            "still running after the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit}");
+    assert!(proxy.all_logs().contains("stopped"));
+}
