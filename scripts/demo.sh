@@ -20,7 +20,7 @@ scripts/install-test-tools.sh --python-only >/dev/null
 venv="${TEST_TOOLS_DIR:-$repo_root/.test-tools}/venv"
 
 echo "==> building temporal-codec-proxy (release)"
-cargo build --release --quiet
+scripts/build-release.sh
 proxy_bin="$repo_root/target/release/temporal-codec-proxy"
 
 pids=()
