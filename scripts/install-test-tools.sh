@@ -50,6 +50,16 @@ install_chromium() {
     echo "chromium: $("$chromium" --version 2>/dev/null)"
 }
 
+# The upstream TLS tests put Debian's nginx (grpc_pass, client certificates) in front of the dev server.
+install_nginx() {
+    if [[ ! -x /usr/sbin/nginx ]]; then
+        echo "installing Debian nginx"
+        as_root apt-get update
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx-light
+    fi
+    echo "nginx: $(/usr/sbin/nginx -v 2>&1)"
+}
+
 # The stamp covers the interpreter too: a venv built by another Python must be rebuilt.
 python_version="$(python3 -c 'import sys; print(sys.version)')"
 venv_stamp_value="$(sha256_of "$requirements")-$(printf '%s' "$python_version" | sha256sum | cut -d' ' -f1)"
@@ -72,6 +82,7 @@ echo "temporal CLI: $("$venv_dir/bin/temporal" --version)"
 if ! $python_only; then
     npm_ci "$ts_dir"
     install_chromium
+    install_nginx
     npm_ci "$browser_dir"
 fi
 

@@ -16,6 +16,8 @@ use crate::auth::{Authenticator, RoleSource};
 use crate::codec::EncryptionPolicy;
 use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS, tls};
 use crate::keys::kms::{DataKeyLimits, KmsKeySelector, KmsSettings, MAX_PAYLOADS_PER_DATA_KEY};
+use crate::proxy::forward::{CallerPolicy, UpstreamCredentials};
+use crate::proxy::upstream::{UpstreamSettings, UpstreamTls};
 use crate::telemetry::LogFormat;
 
 /// Default limit on one gRPC message, as the Temporal SDKs set it: large history pages fit.
@@ -61,6 +63,99 @@ pub struct ServeArgs {
     /// this flag nor TEMPORAL_CODEC_PROXY_UPSTREAM is set.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_UPSTREAM", value_name = "HOST:PORT")]
     pub upstream: Option<String>,
+
+    /// Serve the gRPC listener over TLS with this certificate chain (PEM): gateway mode,
+    /// one proxy shared by workers on other hosts.
+    #[arg(
+        long,
+        env = "TEMPORAL_CODEC_PROXY_LISTEN_TLS_CERT",
+        requires = "listen_tls_key",
+        value_name = "PATH"
+    )]
+    pub listen_tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of the gRPC listener's certificate.
+    #[arg(
+        long,
+        env = "TEMPORAL_CODEC_PROXY_LISTEN_TLS_KEY",
+        requires = "listen_tls_cert",
+        value_name = "PATH"
+    )]
+    pub listen_tls_key: Option<PathBuf>,
+
+    /// Require callers of the gRPC listener to present a client certificate signed by this
+    /// CA (PEM); calls without one get UNAUTHENTICATED. Needs --listen-tls-cert.
+    #[arg(
+        long,
+        env = "TEMPORAL_CODEC_PROXY_LISTEN_CLIENT_CA",
+        requires = "listen_tls_cert",
+        value_name = "PATH"
+    )]
+    pub listen_client_ca: Option<PathBuf>,
+
+    /// Authentication of gRPC callers: `jwt` requires `authorization: Bearer <JWT>` signed
+    /// by a key in --listen-jwks-url.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_LISTEN_AUTH", value_enum, default_value_t = CodecAuth::None)]
+    pub listen_auth: CodecAuth,
+
+    /// JWKS that signs gRPC callers' tokens (with --listen-auth jwt).
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_LISTEN_JWKS_URL", value_name = "URL")]
+    pub listen_jwks_url: Option<String>,
+
+    /// Audience gRPC callers' tokens must carry; repeatable.
+    #[arg(
+        long = "listen-jwt-audience",
+        env = "TEMPORAL_CODEC_PROXY_LISTEN_JWT_AUDIENCES",
+        value_delimiter = ',',
+        value_name = "AUDIENCE"
+    )]
+    pub listen_jwt_audiences: Vec<String>,
+
+    /// Issuer gRPC callers' tokens must carry.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_LISTEN_JWT_ISSUER", value_name = "ISSUER")]
+    pub listen_jwt_issuer: Option<String>,
+
+    /// Serve the gRPC listener on a non-loopback address without client certificates or
+    /// JWTs: anyone who reaches it reads and writes plaintext payloads. Only for networks
+    /// where something else authenticates callers.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_LISTEN_ALLOW_UNAUTHENTICATED_PLAINTEXT")]
+    pub listen_allow_unauthenticated_plaintext: bool,
+
+    /// Speak TLS to the upstream. Unset, it is on for port 443, an https:// address, or
+    /// when any other upstream TLS setting is given.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_UPSTREAM_TLS", action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub upstream_tls: Option<bool>,
+
+    /// CA certificates (PEM) that sign the upstream's certificate, instead of the system's.
+    #[arg(long, env = "TEMPORAL_TLS_CA", value_name = "PATH")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Name the upstream's certificate is verified against, when not the address's host.
+    #[arg(long, env = "TEMPORAL_TLS_SERVER_NAME", value_name = "NAME")]
+    pub upstream_server_name: Option<String>,
+
+    /// Client certificate chain (PEM) for mTLS to the upstream, e.g. Temporal Cloud.
+    #[arg(long, env = "TEMPORAL_TLS_CERT", requires = "upstream_tls_key", value_name = "PATH")]
+    pub upstream_tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of the mTLS client certificate.
+    #[arg(long, env = "TEMPORAL_TLS_KEY", requires = "upstream_tls_cert", value_name = "PATH")]
+    pub upstream_tls_key: Option<PathBuf>,
+
+    /// How often the upstream CA, certificate and key files are checked for changes
+    /// (cert-manager rotates them); new connections use the new ones.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub tls_reload_interval: Duration,
+
+    /// Temporal Cloud API key: sent upstream as `authorization: Bearer <key>` on every call,
+    /// replacing whatever the caller sent, so workers carry no credentials.
+    #[arg(long, env = "TEMPORAL_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub upstream_api_key: Option<String>,
+
+    /// Namespace for the `temporal-namespace` header on calls that carry none and name
+    /// none in their request (Temporal Cloud routes API-key calls by it).
+    #[arg(long, env = "TEMPORAL_NAMESPACE", value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
 
     /// An AES-256 key as ID=SOURCE; repeat for more keys. The first key encrypts, all of
     /// them decrypt, so old keys stay readable after rotation. SOURCE is base64:<key>,
@@ -381,6 +476,104 @@ impl ServeArgs {
             .clone()
             .or_else(|| std::env::var("TEMPORAL_ADDRESS").ok().filter(|v| !v.is_empty()))
             .ok_or_else(|| "no upstream: pass --upstream HOST:PORT or set TEMPORAL_ADDRESS".to_owned())
+    }
+
+    /// The gRPC listener's TLS and caller policy, refusing an unauthenticated listener on a
+    /// non-loopback address.
+    pub fn grpc_listener(&self) -> Result<(Option<Arc<rustls::ServerConfig>>, CallerPolicy), String> {
+        let authenticated = self.listen_client_ca.is_some() || self.listen_auth == CodecAuth::Jwt;
+        if !authenticated && !self.listen.ip().is_loopback() && !self.listen_allow_unauthenticated_plaintext {
+            return Err(format!(
+                "refusing to listen on {} without caller authentication: anyone who reaches it could read \
+                 and write plaintext payloads. Use --listen-client-ca or --listen-auth jwt (with \
+                 --listen-tls-cert), listen on loopback, or pass --listen-allow-unauthenticated-plaintext if \
+                 something else guards the port",
+                self.listen
+            ));
+        }
+        let tls = match (&self.listen_tls_cert, &self.listen_tls_key) {
+            (Some(cert), Some(key)) => Some(
+                tls::grpc_server_config(cert, key, self.listen_client_ca.as_deref())
+                    .map_err(|error| error.to_string())?,
+            ),
+            _ => None,
+        };
+        let jwt = match self.listen_auth {
+            CodecAuth::None => None,
+            CodecAuth::Jwt => {
+                let jwks_url = self
+                    .listen_jwks_url
+                    .clone()
+                    .ok_or("--listen-auth jwt needs --listen-jwks-url")?;
+                if self.listen_jwt_audiences.is_empty() {
+                    return Err("--listen-auth jwt needs at least one --listen-jwt-audience".to_owned());
+                }
+                Some(Arc::new(JwtVerifier::new(JwtSettings {
+                    jwks_url,
+                    audiences: self.listen_jwt_audiences.clone(),
+                    issuer: self.listen_jwt_issuer.clone(),
+                    // Workers' tokens name a subject, not necessarily a person's email.
+                    email_claim: "sub".to_owned(),
+                })))
+            }
+        };
+        Ok((
+            tls,
+            CallerPolicy {
+                require_client_certificate: self.listen_client_ca.is_some(),
+                jwt,
+            },
+        ))
+    }
+
+    /// How to reach the upstream: its address and, when on, TLS.
+    pub fn upstream_settings(&self) -> Result<UpstreamSettings, String> {
+        let address = self.upstream()?;
+        let tls_implied = address.starts_with("https://")
+            || address.trim_end_matches('/').ends_with(":443")
+            || self.upstream_ca.is_some()
+            || self.upstream_server_name.is_some()
+            || self.upstream_tls_cert.is_some();
+        let tls = match self.upstream_tls {
+            Some(false) if tls_implied && !address.trim_end_matches('/').ends_with(":443") => {
+                return Err("--upstream-tls false contradicts the upstream TLS settings given".to_owned());
+            }
+            Some(explicit) => explicit,
+            None => tls_implied,
+        };
+        Ok(UpstreamSettings {
+            address,
+            tls: tls.then(|| UpstreamTls {
+                ca: self.upstream_ca.clone(),
+                server_name: self.upstream_server_name.clone(),
+                client_identity: self.upstream_tls_cert.clone().zip(self.upstream_tls_key.clone()),
+                reload_interval: self.tls_reload_interval,
+            }),
+        })
+    }
+
+    /// What the proxy adds to every upstream call.
+    pub fn upstream_credentials(&self) -> Result<UpstreamCredentials, String> {
+        let authorization = match &self.upstream_api_key {
+            Some(key) if !key.is_empty() => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+                    .map_err(|_| "the upstream API key has characters a header cannot carry".to_owned())?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            _ => None,
+        };
+        let namespace = match &self.namespace {
+            Some(namespace) if !namespace.is_empty() => Some(
+                HeaderValue::from_str(namespace)
+                    .map_err(|_| format!("namespace {namespace:?} is not a valid header value"))?,
+            ),
+            _ => None,
+        };
+        Ok(UpstreamCredentials {
+            authorization,
+            namespace,
+        })
     }
 
     /// KMS settings when a KMS key or key template is given.

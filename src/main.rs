@@ -41,7 +41,10 @@ fn fail(error: &dyn std::fmt::Display) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let upstream_name = args.upstream()?;
+    let upstream = args.upstream_settings()?;
+    let upstream_name = upstream.address.clone();
+    let credentials = args.upstream_credentials()?;
+    let (listener_tls, caller_policy) = args.grpc_listener()?;
     let codec_server_settings = args.codec_server()?;
     let kms_settings = args.kms()?;
     let keyring = if args.keys.is_empty() {
@@ -61,7 +64,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             Arc::new(Codec::new(keyring, args.policy()))
         }
     };
-    let channel = proxy::upstream::connect_lazy(&upstream_name)?;
+    let channel = proxy::upstream::connect_lazy(&upstream)?;
     let metrics = Arc::new(Metrics::new(Arc::clone(&codec)));
     let admin_server = admin::start(
         args.admin_listen,
@@ -75,19 +78,26 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         )
     })?;
     tracing::info!(listen = %admin_server.local_addr(), "serving /metrics, /healthz and /readyz");
-    let forwarder = Arc::new(proxy::Forwarder::new(
-        Arc::clone(&codec),
-        channel,
-        upstream_name.clone(),
-        args.max_message_bytes,
-        metrics,
-    ));
-    let listener = proxy::start(args.listen, forwarder)
+    let forwarder = Arc::new(
+        proxy::Forwarder::new(
+            Arc::clone(&codec),
+            channel,
+            upstream_name.clone(),
+            args.max_message_bytes,
+            metrics,
+        )
+        .with_credentials(credentials)
+        .with_caller_policy(caller_policy),
+    );
+    let listener_uses_tls = listener_tls.is_some();
+    let listener = proxy::start(args.listen, forwarder, listener_tls)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
     tracing::info!(
         listen = %listener.local_addr(),
         upstream = %upstream_name,
+        tls = listener_uses_tls,
+        upstream_tls = upstream.tls.is_some(),
         "proxying gRPC calls"
     );
     let codec_server = codec_server::start(

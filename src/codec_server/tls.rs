@@ -1,4 +1,5 @@
-//! TLS for the codec server: the Web UI only sends a user's token to an HTTPS endpoint.
+//! TLS for the codec server (the Web UI only sends a user's token to an HTTPS endpoint)
+//! and for the gRPC listener in gateway mode.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +21,26 @@ pub enum TlsError {
 /// Loads a PEM certificate chain and private key into a server configuration offering
 /// HTTP/2 and HTTP/1.1.
 pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    build_server_config(cert_path, key_path, None, vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+}
+
+/// A server configuration for the gRPC listener (HTTP/2 only). With `client_ca`, client
+/// certificates signed by it are verified; a caller without one still completes the
+/// handshake, so that it can be refused with a gRPC status rather than a TLS alert.
+pub fn grpc_server_config(
+    cert_path: &Path,
+    key_path: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    build_server_config(cert_path, key_path, client_ca, vec![b"h2".to_vec()])
+}
+
+fn build_server_config(
+    cert_path: &Path,
+    key_path: &Path,
+    client_ca: Option<&Path>,
+    alpn: Vec<Vec<u8>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let certificates = CertificateDer::pem_file_iter(cert_path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|error| TlsError::Certificates {
@@ -37,12 +58,39 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConf
         path: key_path.display().to_string(),
         reason: error.to_string(),
     })?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|error| TlsError::Config(error.to_string()))?
-        .with_no_client_auth()
+        .map_err(|error| TlsError::Config(error.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca_path) => {
+            let certificates_error = |reason: String| TlsError::Certificates {
+                path: ca_path.display().to_string(),
+                reason,
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in
+                CertificateDer::pem_file_iter(ca_path).map_err(|error| certificates_error(error.to_string()))?
+            {
+                let certificate = certificate.map_err(|error| certificates_error(error.to_string()))?;
+                roots
+                    .add(certificate)
+                    .map_err(|error| certificates_error(error.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(certificates_error("no PEM certificate found".into()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|error| TlsError::Config(error.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certificates, key)
         .map_err(|error| TlsError::Config(error.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn;
     Ok(Arc::new(config))
 }

@@ -22,6 +22,7 @@ use super::grpc_frame::{
     encode_frame,
 };
 use super::headers::{grpc_timeout, remove_hop_by_hop};
+use crate::auth::jwt::JwtVerifier;
 use crate::codec::{BLOCKING_THRESHOLD, Codec, KeyError, MessageKeys};
 use crate::keys::kms::KmsError;
 use crate::payload::WalkError;
@@ -30,6 +31,9 @@ use crate::payload::wire::{FieldReader, WIRE_LEN};
 use crate::telemetry::{Metrics, UNKNOWN_METHOD};
 
 const STATUS_DETAILS: &str = "grpc-status-details-bin";
+const TEMPORAL_NAMESPACE: &str = "temporal-namespace";
+/// How much of a non-gRPC answer is read to explain it.
+const NON_GRPC_BODY_LIMIT: usize = 4096;
 /// Room for the 5-byte prefix on top of the message limit.
 const FRAME_PREFIX: usize = 5;
 /// gRPC peers may send `-bin` values with or without padding.
@@ -49,6 +53,31 @@ enum Direction {
     Response,
 }
 
+/// Headers the proxy sets on every upstream call.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamCredentials {
+    /// `authorization: Bearer <API key>`, replacing the caller's.
+    pub authorization: Option<HeaderValue>,
+    /// `temporal-namespace` for calls that carry none and name none.
+    pub namespace: Option<HeaderValue>,
+}
+
+/// What the listener learned about the caller's connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller {
+    /// The caller presented a client certificate that the listener's CA verified.
+    pub client_certificate: bool,
+}
+
+/// Who may call through a gateway listener.
+#[derive(Default)]
+pub struct CallerPolicy {
+    /// Calls must come over a connection with a verified client certificate.
+    pub require_client_certificate: bool,
+    /// Calls must carry `authorization: Bearer <JWT>` that this verifier accepts.
+    pub jwt: Option<Arc<JwtVerifier>>,
+}
+
 /// Forwards calls to one upstream through one codec.
 pub struct Forwarder {
     codec: Arc<Codec>,
@@ -57,6 +86,8 @@ pub struct Forwarder {
     max_message_bytes: usize,
     status_type: MessageIndex,
     metrics: Arc<Metrics>,
+    credentials: UpstreamCredentials,
+    callers: CallerPolicy,
 }
 
 impl Forwarder {
@@ -73,13 +104,46 @@ impl Forwarder {
             upstream_name,
             max_message_bytes,
             metrics,
+            credentials: UpstreamCredentials::default(),
+            callers: CallerPolicy::default(),
             status_type: schema::message_by_name("google.rpc.Status")
                 .expect("google.rpc.Status carries Any details, so it is in the schema table"),
         }
     }
 
+    /// Adds `credentials` to every upstream call.
+    pub fn with_credentials(mut self, credentials: UpstreamCredentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Admits only callers that `callers` allows.
+    pub fn with_caller_policy(mut self, callers: CallerPolicy) -> Self {
+        self.callers = callers;
+        self
+    }
+
+    /// Refuses a caller the policy does not admit, before anything goes upstream.
+    async fn admit(&self, headers: &HeaderMap, caller: Caller) -> Result<(), Status> {
+        if self.callers.require_client_certificate && !caller.client_certificate {
+            return Err(Status::unauthenticated(
+                "this proxy requires a client certificate signed by its client CA",
+            ));
+        }
+        if let Some(verifier) = &self.callers.jwt {
+            let authorization = headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok());
+            verifier
+                .verify_header(authorization)
+                .await
+                .map_err(|error| Status::unauthenticated(format!("caller not authenticated: {error}")))?;
+        }
+        Ok(())
+    }
+
     /// Handles one call; every failure becomes a gRPC status for the caller.
-    pub async fn handle<B>(self: Arc<Self>, request: http::Request<B>) -> ProxyResponse
+    pub async fn handle<B>(self: Arc<Self>, request: http::Request<B>, caller: Caller) -> ProxyResponse
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
@@ -88,15 +152,17 @@ impl Forwarder {
         let method = schema::method(request.uri().path());
         let uri = request.uri().clone();
         let mut added = Duration::ZERO;
-        let result = match grpc_timeout(request.headers()) {
-            Some(deadline) => tokio::time::timeout(deadline, self.forward(request, method, &mut added))
+        let admitted = self.admit(request.headers(), caller).await;
+        let result = match (admitted, grpc_timeout(request.headers())) {
+            (Err(status), _) => Err(status),
+            (Ok(()), Some(deadline)) => tokio::time::timeout(deadline, self.forward(request, method, &mut added))
                 .await
                 .unwrap_or_else(|_| {
                     Err(Status::deadline_exceeded(
                         "deadline exceeded while the call was in the proxy",
                     ))
                 }),
-            None => self.forward(request, method, &mut added).await,
+            (Ok(()), None) => self.forward(request, method, &mut added).await,
         };
         let response = result.unwrap_or_else(|status| {
             tracing::debug!(method = uri.path(), code = ?status.code(), message = status.message(), "call failed in the proxy");
@@ -127,6 +193,9 @@ impl Forwarder {
     {
         let (mut parts, body) = request.into_parts();
         remove_hop_by_hop(&mut parts.headers);
+        if let Some(authorization) = &self.credentials.authorization {
+            parts.headers.insert(http::header::AUTHORIZATION, authorization.clone());
+        }
         let request_type = method.and_then(|m| m.request);
         let response_type = method.and_then(|m| m.response);
         let upstream_body = match request_type {
@@ -138,6 +207,12 @@ impl Forwarder {
                 let message = self.read_unary_request(body, encoding).await?;
                 let codec_started = Instant::now();
                 let namespace = request_namespace(&parts.headers, method, &message);
+                if !parts.headers.contains_key(TEMPORAL_NAMESPACE)
+                    && let Ok(value) = HeaderValue::from_str(&namespace)
+                    && !namespace.is_empty()
+                {
+                    parts.headers.insert(TEMPORAL_NAMESPACE, value);
+                }
                 let encrypted = self
                     .run_codec(Direction::Request, message_type, message, &namespace)
                     .await?;
@@ -145,6 +220,11 @@ impl Forwarder {
                 single_message_body(encode_frame(&encrypted), None)
             }
         };
+        if let Some(namespace) = &self.credentials.namespace
+            && !parts.headers.contains_key(TEMPORAL_NAMESPACE)
+        {
+            parts.headers.insert(TEMPORAL_NAMESPACE, namespace.clone());
+        }
         if response_type.is_some() {
             parts
                 .headers
@@ -156,6 +236,9 @@ impl Forwarder {
             .oneshot(http::Request::from_parts(parts, upstream_body))
             .await
             .map_err(|error| self.upstream_error(&error))?;
+        if !is_grpc_response(&response) {
+            return Err(self.non_grpc_response(response).await);
+        }
         match response_type {
             None => Ok(response),
             Some(message_type) => self.rewrite_response(response, message_type, added).await,
@@ -300,6 +383,39 @@ impl Forwarder {
         Status::unavailable(format!("upstream {} is unavailable: {detail}", self.upstream_name))
     }
 
+    /// An answer that is not gRPC (a TLS terminator's error page, say), mapped to a status
+    /// as gRPC maps HTTP codes, with the page's title when it has one.
+    async fn non_grpc_response(&self, response: ProxyResponse) -> Status {
+        let http_status = response.status();
+        let body = tokio::time::timeout(
+            Duration::from_secs(2),
+            Limited::new(response.into_body(), NON_GRPC_BODY_LIMIT).collect(),
+        )
+        .await;
+        let text = match body {
+            Ok(Ok(collected)) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+            _ => String::new(),
+        };
+        let title = text
+            .split_once("<title>")
+            .and_then(|(_, rest)| rest.split_once("</title>"))
+            .map(|(title, _)| title.trim().to_owned());
+        let code = match http_status.as_u16() {
+            400 => Code::Internal,
+            401 => Code::Unauthenticated,
+            403 => Code::PermissionDenied,
+            404 => Code::Unimplemented,
+            429 | 502 | 503 | 504 => Code::Unavailable,
+            _ => Code::Unknown,
+        };
+        let mut message = format!("upstream {} answered HTTP {http_status}, not gRPC", self.upstream_name);
+        if let Some(title) = title {
+            message.push_str(": ");
+            message.push_str(&title);
+        }
+        Status::new(code, message)
+    }
+
     fn too_large(&self, direction: Direction) -> Status {
         let which = match direction {
             Direction::Request => "request",
@@ -359,7 +475,7 @@ fn key_status(direction: Direction, message_type: MessageIndex, error: KeyError)
 /// The call's namespace: the `temporal-namespace` header current SDKs send, else the
 /// request's own `namespace` field.
 fn request_namespace(headers: &HeaderMap, method: Option<&MethodSchema>, message: &[u8]) -> String {
-    if let Some(namespace) = headers.get("temporal-namespace").and_then(|v| v.to_str().ok()) {
+    if let Some(namespace) = headers.get(TEMPORAL_NAMESPACE).and_then(|v| v.to_str().ok()) {
         return namespace.to_owned();
     }
     let Some(field) = method.and_then(|m| m.namespace_field) else {
@@ -373,6 +489,14 @@ fn request_namespace(headers: &HeaderMap, method: Option<&MethodSchema>, message
         }
     }
     namespace
+}
+
+fn is_grpc_response(response: &ProxyResponse) -> bool {
+    response.status() == http::StatusCode::OK
+        && response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// A body of one buffered chunk and optional trailers.

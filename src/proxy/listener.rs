@@ -4,21 +4,40 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::rt::{Read, Write};
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
-use super::forward::Forwarder;
+use super::forward::{Caller, Forwarder};
 use crate::running_server::RunningServer;
 
-/// Binds `listen` and serves calls through `forwarder` until shut down.
-pub async fn start(listen: SocketAddr, forwarder: Arc<Forwarder>) -> std::io::Result<RunningServer> {
-    RunningServer::start(listen, |listener, shutdown| accept_loop(listener, forwarder, shutdown)).await
+/// How long a client may take to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds `listen` and serves calls through `forwarder` until shut down, over TLS when
+/// `tls` is given.
+pub async fn start(
+    listen: SocketAddr,
+    forwarder: Arc<Forwarder>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<RunningServer> {
+    let acceptor = tls.map(TlsAcceptor::from);
+    RunningServer::start(listen, |listener, shutdown| {
+        accept_loop(listener, forwarder, acceptor, shutdown)
+    })
+    .await
 }
 
-async fn accept_loop(listener: TcpListener, forwarder: Arc<Forwarder>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    forwarder: Arc<Forwarder>,
+    acceptor: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -36,33 +55,69 @@ async fn accept_loop(listener: TcpListener, forwarder: Arc<Forwarder>, mut shutd
         };
         let _ = stream.set_nodelay(true);
         let forwarder = Arc::clone(&forwarder);
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
+        let acceptor = acceptor.clone();
         connections.spawn(async move {
-            let service = service_fn(move |request| {
-                let forwarder = Arc::clone(&forwarder);
-                async move { Ok::<_, std::convert::Infallible>(forwarder.handle(request).await) }
-            });
-            let connection = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .adaptive_window(true)
-                .max_concurrent_streams(4096)
-                .max_header_list_size(1 << 20)
-                .keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_timeout(Duration::from_secs(20))
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                    }
-                }
-                _ = shutdown.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+            match acceptor {
+                None => serve_connection(TokioIo::new(stream), Caller::default(), forwarder, shutdown, peer).await,
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let caller = Caller {
+                        client_certificate: tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .is_some_and(|certs| !certs.is_empty()),
+                    };
+                    serve_connection(TokioIo::new(tls), caller, forwarder, shutdown, peer).await;
                 }
             }
         });
     }
     while connections.join_next().await.is_some() {}
+}
+
+async fn serve_connection<I>(
+    io: I,
+    caller: Caller,
+    forwarder: Arc<Forwarder>,
+    mut shutdown: watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let forwarder = Arc::clone(&forwarder);
+        async move { Ok::<_, std::convert::Infallible>(forwarder.handle(request, caller).await) }
+    });
+    let connection = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .adaptive_window(true)
+        .max_concurrent_streams(4096)
+        .max_header_list_size(1 << 20)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        }
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
 }

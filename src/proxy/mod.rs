@@ -7,5 +7,5 @@ pub mod headers;
 pub mod listener;
 pub mod upstream;
 
-pub use forward::Forwarder;
+pub use forward::{Caller, CallerPolicy, Forwarder};
 pub use listener::start;

@@ -1,38 +1,252 @@
-//! The HTTP/2 channel to the Temporal frontend that every proxied call shares.
+//! The HTTP/2 channel to the Temporal frontend that every proxied call shares, with TLS,
+//! client certificates reloaded from disk, and the Temporal Cloud API key.
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::Uri;
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tonic::transport::{Channel, Endpoint};
 
-/// Parses `HOST:PORT` or `http://HOST:PORT` into a lazily connecting channel.
+/// Where the upstream is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`.
+    pub address: String,
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS to the upstream. Certificate and key files are read again every `reload_interval`
+/// and used for new connections when they change; open connections carry on.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// CA certificates (PEM) to trust instead of the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Name to verify the server certificate against, when it is not the address's host.
+    pub server_name: Option<String>,
+    /// Client certificate chain and key (PEM) for mTLS.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+    pub reload_interval: Duration,
+}
+
+impl UpstreamSettings {
+    pub fn plaintext(address: &str) -> Self {
+        Self {
+            address: address.to_owned(),
+            tls: None,
+        }
+    }
+
+    /// `HOST:PORT` without a scheme.
+    fn host_and_port(&self) -> &str {
+        let address = self.address.as_str();
+        address
+            .strip_prefix("http://")
+            .or_else(|| address.strip_prefix("https://"))
+            .unwrap_or(address)
+            .trim_end_matches('/')
+    }
+}
+
+/// Makes a lazily connecting channel to the upstream.
 ///
 /// The channel reconnects by itself, so calls succeed again as soon as the upstream
 /// is back. No request timeout is set: each call carries its own `grpc-timeout`, and
 /// long polls run for 70 seconds and more.
-pub fn connect_lazy(upstream: &str) -> Result<Channel, UpstreamError> {
-    let uri = if upstream.contains("://") {
-        upstream.to_owned()
-    } else {
-        format!("http://{upstream}")
-    };
-    if uri.starts_with("https://") {
-        return Err(UpstreamError::Tls(upstream.to_owned()));
-    }
-    let endpoint = Endpoint::from_shared(uri).map_err(|_| UpstreamError::Address(upstream.to_owned()))?;
-    Ok(endpoint
+pub fn connect_lazy(settings: &UpstreamSettings) -> Result<Channel, UpstreamError> {
+    let host_and_port = settings.host_and_port().to_owned();
+    let address_error = || UpstreamError::Address(settings.address.clone());
+    let plain_uri: Uri = format!("http://{host_and_port}").parse().map_err(|_| address_error())?;
+    let host = plain_uri.host().ok_or_else(address_error)?.to_owned();
+    plain_uri.port_u16().ok_or_else(address_error)?;
+    let endpoint = Endpoint::from(plain_uri)
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_adaptive_window(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+        .keep_alive_while_idle(true);
+    let Some(tls) = &settings.tls else {
+        if settings.address.starts_with("https://") {
+            return Err(UpstreamError::Tls(format!(
+                "{} names https but TLS is switched off",
+                settings.address
+            )));
+        }
+        return Ok(endpoint.connect_lazy());
+    };
+    let server_name = tls
+        .server_name
+        .clone()
+        .unwrap_or(host.trim_matches(['[', ']']).to_owned());
+    let server_name = ServerName::try_from(server_name.clone())
+        .map_err(|_| UpstreamError::Tls(format!("invalid server name {server_name:?}")))?;
+    let files = TlsFiles::read(tls)?;
+    let config = Arc::new(RwLock::new(Arc::new(files.client_config(tls)?)));
+    spawn_reloader(tls.clone(), files, Arc::clone(&config));
+    // Requests carry the https origin; the connector below makes the TLS connection.
+    let origin: Uri = format!("https://{host_and_port}")
+        .parse()
+        .map_err(|_| address_error())?;
+    let connector = TlsConnector {
+        address: host_and_port,
+        server_name,
+        config,
+    };
+    Ok(endpoint.origin(origin).connect_with_connector_lazy(connector))
+}
+
+/// The bytes of the TLS files, kept to notice when they change.
+#[derive(PartialEq, Eq)]
+struct TlsFiles {
+    ca: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsFiles {
+    fn read(tls: &UpstreamTls) -> Result<Self, UpstreamError> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|error| UpstreamError::Tls(format!("cannot read {}: {error}", path.display())))
+        };
+        Ok(Self {
+            ca: tls.ca.as_ref().map(read).transpose()?,
+            identity: match &tls.client_identity {
+                Some((cert, key)) => Some((read(cert)?, read(key)?)),
+                None => None,
+            },
+        })
+    }
+
+    fn client_config(&self, tls: &UpstreamTls) -> Result<ClientConfig, UpstreamError> {
+        let mut roots = rustls::RootCertStore::empty();
+        match (&self.ca, &tls.ca) {
+            (Some(pem), Some(path)) => {
+                let certificates = CertificateDer::pem_slice_iter(pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|error| UpstreamError::Tls(format!("{}: {error}", path.display())))?;
+                if certificates.is_empty() {
+                    return Err(UpstreamError::Tls(format!(
+                        "{}: no PEM certificate found",
+                        path.display()
+                    )));
+                }
+                for certificate in certificates {
+                    roots
+                        .add(certificate)
+                        .map_err(|error| UpstreamError::Tls(format!("{}: {error}", path.display())))?;
+                }
+            }
+            _ => {
+                let native = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(native.certs);
+            }
+        }
+        let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|error| UpstreamError::Tls(error.to_string()))?
+            .with_root_certificates(roots);
+        let mut config = match (&self.identity, &tls.client_identity) {
+            (Some((cert_pem, key_pem)), Some((cert_path, key_path))) => {
+                let chain = CertificateDer::pem_slice_iter(cert_pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|error| UpstreamError::Tls(format!("{}: {error}", cert_path.display())))?;
+                // The key's own error never shows its contents.
+                let key = PrivateKeyDer::from_pem_slice(key_pem)
+                    .map_err(|error| UpstreamError::Tls(format!("{}: {error}", key_path.display())))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|error| UpstreamError::Tls(format!("client certificate and key: {error}")))?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
+    }
+}
+
+/// Re-reads the TLS files periodically; a changed set that loads replaces the
+/// configuration for new connections, one that does not is logged and ignored.
+fn spawn_reloader(tls: UpstreamTls, mut current: TlsFiles, config: Arc<RwLock<Arc<ClientConfig>>>) {
+    if tls.ca.is_none() && tls.client_identity.is_none() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(tls.reload_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let files = match TlsFiles::read(&tls) {
+                Ok(files) if files != current => files,
+                Ok(_) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "keeping the current upstream TLS files");
+                    continue;
+                }
+            };
+            match files.client_config(&tls) {
+                Ok(reloaded) => {
+                    *config.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(reloaded);
+                    current = files;
+                    tracing::info!("reloaded the upstream TLS files; new connections use them");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "changed upstream TLS files do not load; keeping the current ones")
+                }
+            }
+        }
+    });
+}
+
+/// Opens TCP connections to the upstream and speaks TLS (ALPN h2) over them.
+#[derive(Clone)]
+struct TlsConnector {
+    address: String,
+    server_name: ServerName<'static>,
+    config: Arc<RwLock<Arc<ClientConfig>>>,
+}
+
+impl tower::Service<Uri> for TlsConnector {
+    type Response = TokioIo<TlsStream<TcpStream>>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: Uri) -> Self::Future {
+        let address = self.address.clone();
+        let server_name = self.server_name.clone();
+        let config = Arc::clone(&self.config.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        Box::pin(async move {
+            let tcp = TcpStream::connect(&address).await?;
+            tcp.set_nodelay(true)?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(server_name, tcp)
+                .await?;
+            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                return Err(std::io::Error::other(format!(
+                    "upstream {address} did not agree to HTTP/2 over TLS (ALPN h2)"
+                )));
+            }
+            Ok(TokioIo::new(tls))
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("upstream address {0:?} is not HOST:PORT or http://HOST:PORT")]
+    #[error("upstream address {0:?} is not HOST:PORT, http://HOST:PORT or https://HOST:PORT")]
     Address(String),
-    #[error("upstream {0:?}: TLS to the upstream is not supported yet; connect over plaintext HTTP/2")]
+    #[error("upstream TLS: {0}")]
     Tls(String),
 }

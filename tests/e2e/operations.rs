@@ -16,16 +16,16 @@ use crate::support::{FAULTS_NAMESPACE, dev_server, random_key, unique};
 const START_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
 
 /// The `temporal-codec-proxy serve` process, logging JSON, with the addresses it bound.
-struct ProxyProcess {
-    child: Child,
-    logs: Arc<Mutex<Vec<serde_json::Value>>>,
-    grpc: String,
-    admin: String,
+pub struct ProxyProcess {
+    pub child: Child,
+    pub logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    pub grpc: String,
+    pub admin: String,
 }
 
 impl ProxyProcess {
     /// Starts the binary on ephemeral ports and waits until every listener is up.
-    fn start(upstream: &str, key: &[u8; 32], extra_args: &[&str]) -> Self {
+    pub fn start(upstream: &str, key: &[u8; 32], extra_args: &[&str]) -> Self {
         let key_flag = format!("ops=base64:{}", base64::engine::general_purpose::STANDARD.encode(key));
         let mut child = Command::new(env!("CARGO_BIN_EXE_temporal-codec-proxy"))
             .args([
@@ -78,7 +78,7 @@ impl ProxyProcess {
         process
     }
 
-    fn wait_for_log(&self, message: &str) -> serde_json::Value {
+    pub fn wait_for_log(&self, message: &str) -> serde_json::Value {
         let started = Instant::now();
         loop {
             if let Some(line) = self.logs.lock().unwrap().iter().find(|line| line["message"] == message) {
@@ -93,7 +93,7 @@ impl ProxyProcess {
         }
     }
 
-    fn all_logs(&self) -> String {
+    pub fn all_logs(&self) -> String {
         self.logs
             .lock()
             .unwrap()

@@ -257,7 +257,7 @@ impl TestProxy {
         authenticator: Option<Arc<Authenticator>>,
     ) -> Self {
         let codec = Arc::new(codec);
-        let channel = proxy::upstream::connect_lazy(upstream).unwrap();
+        let channel = proxy::upstream::connect_lazy(&proxy::upstream::UpstreamSettings::plaintext(upstream)).unwrap();
         let forwarder = Arc::new(Forwarder::new(
             Arc::clone(&codec),
             channel,
@@ -265,7 +265,9 @@ impl TestProxy {
             max_message_bytes,
             Arc::new(Metrics::new(Arc::clone(&codec))),
         ));
-        let listener = proxy::start("127.0.0.1:0".parse().unwrap(), forwarder).await.unwrap();
+        let listener = proxy::start("127.0.0.1:0".parse().unwrap(), forwarder, None)
+            .await
+            .unwrap();
         let settings = CodecServerSettings {
             cors_origins: TEST_CORS_ORIGINS.iter().map(|o| HeaderValue::from_static(o)).collect(),
             max_body_bytes: 1024 * 1024,
