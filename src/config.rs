@@ -44,12 +44,20 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy.
     Serve(Box<ServeArgs>),
+    /// Validate the configuration (flags, environment, file) and print the effective
+    /// settings, secrets redacted.
+    CheckConfig(Box<ServeArgs>),
     /// Print a new random AES-256 key as a SOURCE string for --key.
     Keygen,
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// TOML file with settings under their long flag names (`listen = "0.0.0.0:7233"`,
+    /// `key = ["a=file:/keys/a"]`); flags and environment variables override it.
+    #[arg(long, env = crate::config_file::CONFIG_ENV, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// Address workers connect to (set TEMPORAL_ADDRESS of your workers to it).
     #[arg(
         long,
@@ -402,6 +410,66 @@ pub enum RolesFrom {
     Claims,
 }
 
+/// Settings whose values are secrets: printed redacted.
+const SECRET_SETTINGS: &[&str] = &["upstream_api_key", "cloud_api_key"];
+/// Key sources that hold the key itself rather than naming where it is.
+const INLINE_KEY_SOURCES: &[&str] = &["base64:", "hex:"];
+
+/// The effective settings of `serve` as TOML, each with where it came from; secrets and
+/// inline keys are redacted.
+pub fn describe_effective(
+    matches: &clap::ArgMatches,
+    command: &clap::Command,
+    from_file: &std::collections::BTreeSet<String>,
+) -> String {
+    use clap::parser::ValueSource;
+    let mut out = String::new();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        let Some(long) = arg.get_long() else { continue };
+        if id == "config" || id == "help" {
+            continue;
+        }
+        let Some(raw) = matches.get_raw(id) else {
+            out.push_str(&format!("# {long}: not set\n"));
+            continue;
+        };
+        let source = if from_file.contains(id) {
+            "file"
+        } else {
+            match matches.value_source(id) {
+                Some(ValueSource::CommandLine) => "flag",
+                Some(ValueSource::EnvVariable) => "environment",
+                _ => "default",
+            }
+        };
+        let values: Vec<String> = raw
+            .map(|value| redact(id, &value.to_string_lossy()))
+            .map(|value| toml::Value::String(value).to_string())
+            .collect();
+        let rendered = if matches!(arg.get_action(), clap::ArgAction::Append) {
+            format!("[{}]", values.join(", "))
+        } else {
+            values.join(", ")
+        };
+        out.push_str(&format!("{long} = {rendered}  # {source}\n"));
+    }
+    out
+}
+
+fn redact(id: &str, value: &str) -> String {
+    if SECRET_SETTINGS.contains(&id) {
+        return "<redacted>".to_owned();
+    }
+    if id == "keys"
+        && let Some((key_id, source)) = value.split_once('=')
+        && let Some(kind) = INLINE_KEY_SOURCES.iter().find(|kind| source.starts_with(**kind))
+    {
+        return format!("{key_id}={kind}<redacted>");
+    }
+    value.to_owned()
+}
+
 impl ServeArgs {
     /// The codec server's settings, refusing an unauthenticated non-loopback listener.
     pub fn codec_server(&self) -> Result<CodecServerSettings, String> {
@@ -653,8 +721,52 @@ mod tests {
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(args) => *args,
-            Command::Keygen => unreachable!(),
+            other => unreachable!("parsed serve, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn upstream_tls_is_on_for_port_443_https_and_any_tls_setting() {
+        let tls_on = |extra: &[&str]| serve_args(extra).upstream_settings().unwrap().tls.is_some();
+        assert!(!tls_on(&["--upstream", "temporal:7233"]));
+        assert!(tls_on(&["--upstream", "ns.acct.tmprl.cloud:443"]));
+        assert!(tls_on(&["--upstream", "https://temporal:7233"]));
+        assert!(tls_on(&[
+            "--upstream",
+            "temporal:7233",
+            "--upstream-server-name",
+            "temporal.internal"
+        ]));
+        assert!(tls_on(&["--upstream", "temporal:7233", "--upstream-tls", "true"]));
+        assert!(!tls_on(&["--upstream", "temporal:443", "--upstream-tls", "false"]));
+        let contradiction = serve_args(&[
+            "--upstream",
+            "t:7233",
+            "--upstream-ca",
+            "/ca.pem",
+            "--upstream-tls",
+            "false",
+        ])
+        .upstream_settings()
+        .unwrap_err();
+        assert!(contradiction.contains("contradicts"), "{contradiction}");
+    }
+
+    #[test]
+    fn unauthenticated_grpc_listener_is_refused_off_loopback_unless_allowed() {
+        assert!(serve_args(&[]).grpc_listener().is_ok());
+        let error = serve_args(&["--listen", "0.0.0.0:7233"]).grpc_listener().err().unwrap();
+        assert!(error.contains("--listen-allow-unauthenticated-plaintext"), "{error}");
+        assert!(
+            serve_args(&["--listen", "0.0.0.0:7233", "--listen-allow-unauthenticated-plaintext"])
+                .grpc_listener()
+                .is_ok()
+        );
+        let error = serve_args(&["--listen", "0.0.0.0:7233", "--listen-auth", "jwt"])
+            .grpc_listener()
+            .err()
+            .unwrap();
+        assert!(error.contains("--listen-jwks-url"), "{error}");
     }
 
     #[test]

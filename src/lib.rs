@@ -6,6 +6,7 @@ pub mod auth;
 pub mod codec;
 pub mod codec_server;
 pub mod config;
+pub mod config_file;
 pub mod keys;
 pub mod payload;
 pub mod proxy;

@@ -1,19 +1,39 @@
-//! The `temporal-codec-proxy` command: `serve` runs the proxy, `keygen` makes a key.
+//! The `temporal-codec-proxy` command: `serve` runs the proxy, `check-config` validates its
+//! settings, `keygen` makes a key.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use temporal_codec_proxy::codec::{Codec, Keyring};
-use temporal_codec_proxy::config::{Cli, Command, ServeArgs};
+use temporal_codec_proxy::config::{Cli, Command, ServeArgs, describe_effective};
+use temporal_codec_proxy::config_file::{self, WithFile};
 use temporal_codec_proxy::keys::kms::KmsKeys;
 use temporal_codec_proxy::telemetry::{self, Metrics};
 use temporal_codec_proxy::{admin, codec_server, keys, proxy};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = Cli::command();
+    let with_file = match config_file::merge(std::env::args_os().collect(), &command) {
+        Ok(with_file) => with_file,
+        Err(error) => return fail(&error),
+    };
+    let matches = command
+        .clone()
+        .try_get_matches_from(&with_file.args)
+        .unwrap_or_else(|error| error.exit());
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     match cli.command {
+        Command::CheckConfig(args) => {
+            let serve_command = command
+                .find_subcommand("check-config")
+                .expect("check-config is a subcommand");
+            let serve_matches = matches
+                .subcommand_matches("check-config")
+                .expect("check-config was chosen");
+            check_config(&args, serve_matches, serve_command, &with_file)
+        }
         Command::Keygen => match keys::generate_key_source() {
             Ok(source) => {
                 println!("{}", source.as_str());
@@ -33,6 +53,54 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Runs every check `serve` runs before it binds, without binding or calling anything.
+fn check_config(
+    args: &ServeArgs,
+    matches: &clap::ArgMatches,
+    command: &clap::Command,
+    with_file: &WithFile,
+) -> ExitCode {
+    let checks: [(&str, Result<(), String>); 7] = [
+        ("upstream", args.upstream_settings().map(drop)),
+        ("upstream credentials", args.upstream_credentials().map(drop)),
+        ("gRPC listener", args.grpc_listener().map(drop)),
+        ("codec server", args.codec_server().map(drop)),
+        ("AWS KMS", args.kms().map(drop)),
+        (
+            "keys",
+            if args.keys.is_empty() {
+                Ok(())
+            } else {
+                keys::load_keyring(&args.keys)
+                    .map(drop)
+                    .map_err(|error| error.to_string())
+            },
+        ),
+        ("log filter", log_filter_check(&args.log)),
+    ];
+    if let Some(path) = &with_file.path {
+        println!("# configuration file: {}", path.display());
+    }
+    print!("{}", describe_effective(matches, command, &with_file.from_file));
+    let mut valid = true;
+    for (what, result) in checks {
+        if let Err(error) = result {
+            eprintln!("temporal-codec-proxy: {what}: {error}");
+            valid = false;
+        }
+    }
+    if valid {
+        eprintln!("temporal-codec-proxy: configuration is valid");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn log_filter_check(filter: &str) -> Result<(), String> {
+    telemetry::parse_log_filter(filter).map(drop)
 }
 
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {

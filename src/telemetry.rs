@@ -23,10 +23,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Parses a log filter in `RUST_LOG` syntax.
+pub fn parse_log_filter(filter: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    tracing_subscriber::EnvFilter::try_new(filter).map_err(|error| format!("invalid log filter {filter:?}: {error}"))
+}
+
 /// Installs the global tracing subscriber; `filter` uses `RUST_LOG` syntax.
 pub fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
-        eprintln!("temporal-codec-proxy: ignoring log filter {filter:?}: {error}");
+    let filter = parse_log_filter(filter).unwrap_or_else(|error| {
+        eprintln!("temporal-codec-proxy: {error}; logging at info");
         tracing_subscriber::EnvFilter::new("info")
     });
     let builder = tracing_subscriber::fmt()

@@ -1,4 +1,5 @@
-//! The proxy binary as operators run it: admin endpoints, JSON logs, graceful shutdown.
+//! The proxy binary as operators run it: admin endpoints, JSON logs, graceful shutdown,
+//! the configuration file and `check-config`.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -271,4 +272,72 @@ async fn sigterm_lets_calls_in_flight_finish_refuses_new_connections_and_exits_z
     };
     assert!(exit.success(), "exit status {exit}");
     assert!(proxy.all_logs().contains("stopped"));
+}
+
+#[test]
+fn check_config_orders_flag_environment_file_default_and_redacts_secrets() {
+    let dir = std::env::temp_dir().join(unique("config"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("old.key");
+    std::fs::write(
+        &key_file,
+        base64::engine::general_purpose::STANDARD.encode(random_key()),
+    )
+    .unwrap();
+    let inline_key = base64::engine::general_purpose::STANDARD.encode(random_key());
+    let config = dir.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:17233\"\ncodec-listen = \"127.0.0.1:17234\"\nadmin-listen = \"127.0.0.1:17235\"\n\
+             upstream = \"temporal.internal:7233\"\nkey = [\"current=base64:{inline_key}\", \"old=file:{}\"]\n\
+             upstream-api-key = \"api-key-in-file\"\nencrypt-headers = false\nmax-message-bytes = 1048576\n",
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_temporal-codec-proxy"))
+        .args([
+            "check-config",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:27233",
+        ])
+        .env("TEMPORAL_CODEC_PROXY_CODEC_LISTEN", "127.0.0.1:27234")
+        .env_remove("TEMPORAL_CODEC_PROXY_ADMIN_LISTEN")
+        .env_remove("TEMPORAL_API_KEY")
+        .env_remove("TEMPORAL_ADDRESS")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("configuration is valid"), "{stderr}");
+    for expected in [
+        "listen = \"127.0.0.1:27233\"  # flag",
+        "codec-listen = \"127.0.0.1:27234\"  # environment",
+        "admin-listen = \"127.0.0.1:17235\"  # file",
+        "encrypt-headers = \"false\"  # file",
+        "max-message-bytes = \"1048576\"  # file",
+        "shutdown-grace = \"30s\"  # default",
+        "upstream-api-key = \"<redacted>\"  # file",
+        "key = [\"current=base64:<redacted>\", \"old=file:",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains(&inline_key) && !stdout.contains("api-key-in-file"),
+        "{stdout}"
+    );
+
+    std::fs::write(&config, "listen = \"127.0.0.1:17233\"\nlisten-on-everything = true\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_temporal-codec-proxy"))
+        .args(["check-config", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown setting \"listen-on-everything\""), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
