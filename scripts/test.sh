@@ -17,6 +17,7 @@ cargo nextest run --lib --bins
 # The end-to-end tests share one Temporal dev server per test binary, so they run as
 # threads of one process rather than one process per test.
 cargo test --test e2e -- --test-threads 4
+cat target/e2e-artifacts/load-report.txt
 # The Helm chart rendered by Helm's own library and every manifest in deploy/, checked
 # against the Kubernetes schemas; the image's build command is the demo's below.
 "${TEST_TOOLS_DIR:-$repo_root/.test-tools}/venv/bin/python" tests/deploy/check_manifests.py

@@ -102,7 +102,10 @@ async fn serve_connection<I>(
     });
     let connection = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
-        .adaptive_window(true)
+        // Fixed windows for the same reason as upstream: bursts of small frames from many
+        // concurrent calls must fit h2's allowance, which is half the connection window.
+        .initial_connection_window_size(super::upstream::CONNECTION_WINDOW)
+        .initial_stream_window_size(super::upstream::STREAM_WINDOW)
         .max_concurrent_streams(4096)
         .max_header_list_size(1 << 20)
         .keep_alive_interval(Duration::from_secs(30))

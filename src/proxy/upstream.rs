@@ -17,6 +17,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tonic::transport::{Channel, Endpoint};
 
+/// HTTP/2 flow-control windows of the upstream connection.
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
+pub const STREAM_WINDOW: u32 = 4 << 20;
+
 /// Where the upstream is and how to reach it.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
@@ -71,7 +75,11 @@ pub fn connect_lazy(settings: &UpstreamSettings) -> Result<Channel, UpstreamErro
     let endpoint = Endpoint::from(plain_uri)
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
-        .http2_adaptive_window(true)
+        // Fixed, large windows rather than adaptive ones: h2 allows a burst of small DATA
+        // frames (a thousand long polls answered at once) up to half the connection
+        // window, and an adaptive window starts at 64 KiB.
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .initial_stream_window_size(STREAM_WINDOW)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);

@@ -341,3 +341,109 @@ fn check_config_orders_flag_environment_file_default_and_redacts_secrets() {
     assert!(stderr.contains("unknown setting \"listen-on-everything\""), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Resident memory (KiB) and open file descriptors of a process.
+fn resources(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    (rss_kib, fds)
+}
+
+const LONG_POLLS: usize = 1000;
+const LOAD_DURATION: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_long_polls_held_for_a_minute_with_unary_traffic_and_no_error() {
+    let proxy = ProxyProcess::start(&dev_server().address, &random_key(), &[]);
+    let pid = proxy.child.id();
+    let idle = resources(pid);
+    let task_queue = unique("load-tq");
+    // Workers share a few connections, as SDK clients do.
+    let mut connections = Vec::new();
+    for _ in 0..10 {
+        connections.push(client(&proxy.grpc).await);
+    }
+    let started = Instant::now();
+    let mut polls = Vec::with_capacity(LONG_POLLS);
+    for index in 0..LONG_POLLS {
+        let mut workflows = connections[index % connections.len()].clone();
+        let task_queue = task_queue.clone();
+        polls.push(tokio::spawn(async move {
+            let mut answers = 0;
+            // Each poll is renewed when the server answers it empty, until the minute is up.
+            while started.elapsed() < LOAD_DURATION {
+                let mut request = tonic::Request::new(PollActivityTaskQueueRequest {
+                    namespace: FAULTS_NAMESPACE.into(),
+                    task_queue: Some(TaskQueue {
+                        name: task_queue.clone(),
+                        ..Default::default()
+                    }),
+                    identity: format!("load-poller-{index}"),
+                    ..Default::default()
+                });
+                request.set_timeout(
+                    LOAD_DURATION
+                        .saturating_sub(started.elapsed())
+                        .max(Duration::from_secs(5)),
+                );
+                workflows.poll_activity_task_queue(request).await?;
+                answers += 1;
+            }
+            Ok::<usize, tonic::Status>(answers)
+        }));
+    }
+    let unary = tokio::spawn({
+        let mut workflows = connections[0].clone();
+        async move {
+            let mut calls = 0usize;
+            while started.elapsed() < LOAD_DURATION {
+                workflows
+                    .start_workflow_execution(start_request(&unique("load"), json_payload("\"load\"")))
+                    .await?;
+                calls += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok::<usize, tonic::Status>(calls)
+        }
+    });
+    tokio::time::sleep(LOAD_DURATION / 2).await;
+    let loaded = resources(pid);
+    let polls_answered: usize = futures_util::future::join_all(polls)
+        .await
+        .into_iter()
+        .map(|poll| poll.unwrap().expect("a long poll failed"))
+        .sum();
+    let unary_calls = unary.await.unwrap().expect("a unary call failed under load");
+    let metrics = reqwest::get(format!("http://{}/metrics", proxy.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failed: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("temporal_codec_proxy_rpcs_total") && !line.contains("code=\"OK\""))
+        .collect();
+    assert!(failed.is_empty(), "calls ended other than OK: {failed:?}");
+    assert!(unary_calls > 100, "only {unary_calls} unary calls completed");
+
+    let report = format!(
+        "{LONG_POLLS} long polls held for {}s on 10 connections plus {unary_calls} StartWorkflowExecution calls; \
+         {polls_answered} poll answers, no errors. Proxy resident memory {} KiB idle, {} KiB under load; \
+         open file descriptors {} idle, {} under load.\n",
+        LOAD_DURATION.as_secs(),
+        idle.0,
+        loaded.0,
+        idle.1,
+        loaded.1
+    );
+    eprint!("{report}");
+    let artifacts = crate::support::repo_root().join("target/e2e-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("load-report.txt"), report).unwrap();
+}
