@@ -150,8 +150,9 @@ pub struct ServeArgs {
     #[arg(long, env = "TEMPORAL_TLS_KEY", requires = "upstream_tls_cert", value_name = "PATH")]
     pub upstream_tls_key: Option<PathBuf>,
 
-    /// How often the upstream CA, certificate and key files are checked for changes
-    /// (cert-manager rotates them); new connections use the new ones.
+    /// How often TLS files are checked for changes (cert-manager rotates them): the upstream
+    /// CA, certificate and key, and the gRPC listener's and codec server's certificates.
+    /// New connections use the new ones; open connections carry on.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub tls_reload_interval: Duration,
 
@@ -493,7 +494,9 @@ impl ServeArgs {
             })
             .collect::<Result<_, _>>()?;
         let tls = match (&self.codec_tls_cert, &self.codec_tls_key) {
-            (Some(cert), Some(key)) => Some(tls::server_config(cert, key).map_err(|error| error.to_string())?),
+            (Some(cert), Some(key)) => {
+                Some(tls::server_config(cert, key, Some(self.tls_reload_interval)).map_err(|error| error.to_string())?)
+            }
             _ => None,
         };
         Ok(CodecServerSettings {
@@ -561,8 +564,13 @@ impl ServeArgs {
         }
         let tls = match (&self.listen_tls_cert, &self.listen_tls_key) {
             (Some(cert), Some(key)) => Some(
-                tls::grpc_server_config(cert, key, self.listen_client_ca.as_deref())
-                    .map_err(|error| error.to_string())?,
+                tls::grpc_server_config(
+                    cert,
+                    key,
+                    self.listen_client_ca.as_deref(),
+                    Some(self.tls_reload_interval),
+                )
+                .map_err(|error| error.to_string())?,
             ),
             _ => None,
         };

@@ -274,7 +274,7 @@ async fn codec_server_serves_https_with_the_configured_certificate() {
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert_path, certified.cert.pem()).unwrap();
     std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
-    let tls = temporal_codec_proxy::codec_server::tls::server_config(&cert_path, &key_path).unwrap();
+    let tls = temporal_codec_proxy::codec_server::tls::server_config(&cert_path, &key_path, None).unwrap();
 
     let mut proxy = TestProxy::start("127.0.0.1:1", &[("tls-key", random_key())]).await;
     let settings = temporal_codec_proxy::codec_server::CodecServerSettings {
@@ -320,7 +320,7 @@ async fn codec_server_serves_https_with_the_configured_certificate() {
             .is_err()
     );
 
-    let missing = temporal_codec_proxy::codec_server::tls::server_config(&dir.join("absent.pem"), &key_path);
+    let missing = temporal_codec_proxy::codec_server::tls::server_config(&dir.join("absent.pem"), &key_path, None);
     assert!(missing.unwrap_err().to_string().contains("absent.pem"));
     proxy.stop().await;
 }

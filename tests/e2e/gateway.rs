@@ -90,7 +90,7 @@ async fn tls_client(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_tls_only_callers_with_a_client_certificate_get_through() {
+async fn over_tls_only_callers_with_a_client_certificate_get_through_and_renewed_certificates_are_served() {
     let dir = std::env::temp_dir().join(unique("gateway"));
     std::fs::create_dir_all(&dir).unwrap();
     let server_ca = TestCa::new("gateway CA");
@@ -116,6 +116,8 @@ async fn over_tls_only_callers_with_a_client_certificate_get_through() {
             &key_path,
             "--listen-client-ca",
             &client_ca_path,
+            "--tls-reload-interval",
+            "200ms",
         ],
     );
 
@@ -148,11 +150,23 @@ async fn over_tls_only_callers_with_a_client_certificate_get_through() {
     assert!(!stranger_got_through, "a certificate from another CA was accepted");
 
     let worker = worker_ca.issue("worker-1", ExtendedKeyUsagePurpose::ClientAuth);
-    tls_client(&proxy.grpc, &server_ca.pem, Some(worker))
+    tls_client(&proxy.grpc, &server_ca.pem, Some(worker.clone()))
         .await
         .get_system_info(GetSystemInfoRequest::default())
         .await
         .expect("a worker with a certificate from the workers' CA gets through");
+
+    // cert-manager renews the gateway's certificate, from a new CA: new connections get it.
+    let renewed_ca = TestCa::new("gateway CA, renewed");
+    let (renewed_cert, renewed_key) = renewed_ca.issue("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+    write("gateway.key", &renewed_key);
+    write("gateway.pem", &renewed_cert);
+    proxy.wait_for_log("reloaded a listener certificate");
+    tls_client(&proxy.grpc, &renewed_ca.pem, Some(worker))
+        .await
+        .get_system_info(GetSystemInfoRequest::default())
+        .await
+        .expect("new connections are served with the renewed certificate");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
