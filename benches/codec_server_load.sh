@@ -18,7 +18,7 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; e
 cargo build --release --quiet
 proxy="$repo_root/target/release/temporal-codec-proxy"
 codec_port="${BENCH_CODEC_PORT:-28081}"
-"$proxy" serve --listen 127.0.0.1:0 --upstream 127.0.0.1:1 --codec-listen "127.0.0.1:$codec_port" \
+"$proxy" serve --listen 127.0.0.1:0 --upstream 127.0.0.1:1 --codec-listen "127.0.0.1:$codec_port" --admin-listen 127.0.0.1:0 \
     --key "bench=$("$proxy" keygen)" --log warn &
 proxy_pid=$!
 for _ in $(seq 1 50); do

@@ -602,6 +602,10 @@ impl ProxyProcess {
                 &addr.to_string(),
                 "--upstream",
                 &upstream.to_string(),
+                "--codec-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
             ])
             .args(["--key", &format!("bench={}", key_source.trim()), "--log", "warn"])
             .stdin(Stdio::null())

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -60,7 +59,7 @@ pub async fn dispatch(State(state): State<ApiState>, request: Request) -> Respon
         return response;
     }
     match handle(&state, operation, request).await {
-        Ok(payloads) => Json(payloads).into_response(),
+        Ok(payloads) => json_response(&payloads),
         Err(error) => error.into_response(),
     }
 }
@@ -84,7 +83,7 @@ async fn handle(state: &ApiState, operation: Operation, request: Request) -> Res
         }
     };
     let body = read_body(body, state.max_body_bytes).await?;
-    let payloads: Payloads = serde_json::from_slice(&body).map_err(|error| {
+    let payloads: Payloads = sonic_rs::from_slice(&body).map_err(|error| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("request body is not a Payloads JSON object: {error}"),
@@ -207,5 +206,17 @@ fn codec_error(error: WalkError) -> ApiError {
         WalkError::Malformed(_) | WalkError::TooDeep | WalkError::UserMetadataTooLarge { .. } => {
             ApiError::new(StatusCode::BAD_REQUEST, error.to_string())
         }
+    }
+}
+
+/// Payloads as JSON, serialized with the pbjson mapping.
+fn json_response(payloads: &Payloads) -> Response {
+    match sonic_rs::to_vec(payloads) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(error) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("payloads could not be written as JSON: {error}"),
+        )
+        .into_response(),
     }
 }
