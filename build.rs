@@ -54,6 +54,10 @@ const NEXUS_COMMAND: &str = "temporal.api.command.v1.ScheduleNexusOperationComma
 /// Message whose `message` and `stack_trace` strings are moved into an encrypted payload.
 const FAILURE: &str = "temporal.api.failure.v1.Failure";
 
+/// Nexus failure whose `details` may hold the protojson of a Temporal `Failure` (the
+/// deprecated form of Nexus failures): it can carry payloads, in JSON.
+const NEXUS_FAILURE: &str = "temporal.api.nexus.v1.Failure";
+
 /// `repeated DataBlob` fields holding serialized histories.
 const RAW_HISTORY_FIELD: &str = "temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryResponse.raw_history";
 
@@ -132,7 +136,7 @@ impl Schema {
 
     /// Names of all message types that can hold a payload, found by fixed-point iteration.
     fn reaching(&self) -> BTreeSet<String> {
-        let mut reaching: BTreeSet<String> = [PAYLOAD.to_owned(), ANY.to_owned()].into();
+        let mut reaching: BTreeSet<String> = [PAYLOAD.to_owned(), ANY.to_owned(), NEXUS_FAILURE.to_owned()].into();
         loop {
             let mut grew = false;
             for (name, message) in &self.messages {
@@ -178,6 +182,11 @@ impl Schema {
                     let endpoint = self.field_number(NEXUS_COMMAND, "endpoint");
                     format!("MessageKind::NexusCommand {{ endpoint_field: {endpoint} }}")
                 }
+                NEXUS_FAILURE => format!(
+                    "MessageKind::NexusFailure {{ metadata_field: {}, details_field: {} }}",
+                    self.field_number(NEXUS_FAILURE, "metadata"),
+                    self.field_number(NEXUS_FAILURE, "details")
+                ),
                 FAILURE => format!(
                     "MessageKind::Failure {{ message_field: {}, stack_trace_field: {}, encoded_attributes_field: {} }}",
                     self.field_number(FAILURE, "message"),
@@ -237,6 +246,7 @@ impl Schema {
             index["temporal.api.common.v1.Payloads"]
         )
         .unwrap();
+        writeln!(out, "pub const FAILURE_TYPE: MessageIndex = {};", index[FAILURE]).unwrap();
 
         writeln!(out, "pub static METHODS: &[MethodSchema] = &[").unwrap();
         for method in &self.methods {

@@ -17,6 +17,9 @@ pub enum MessageKind {
     /// `ScheduleNexusOperationCommandAttributes`: its input is a system envelope when the
     /// endpoint (which may come after the input on the wire) is the system endpoint.
     NexusCommand { endpoint_field: u32 },
+    /// `temporal.api.nexus.v1.Failure`: when its metadata `type` names the Temporal
+    /// `Failure`, its `details` are that failure's protojson, payloads included.
+    NexusFailure { metadata_field: u32, details_field: u32 },
     /// `temporal.api.failure.v1.Failure`: its `message` and `stack_trace` are plain strings
     /// that can be moved into the `encoded_attributes` payload.
     Failure {

@@ -50,6 +50,24 @@ fn synthesize(message_type: MessageIndex, path: &mut Vec<MessageIndex>, counter:
             write_len_field(&mut out, 1, b"type.googleapis.com/temporal.api.common.v1.Payloads");
             write_len_field(&mut out, 2, &payloads);
         }
+        MessageKind::NexusFailure {
+            metadata_field,
+            details_field,
+        } => {
+            write_map_entry(&mut out, metadata_field, b"type", b"temporal.api.failure.v1.Failure");
+            *counter += 1;
+            let details =
+                failure_texts::temporal_failure_with_payload(&format!("{}-{counter}", String::from_utf8_lossy(MARKER)));
+            write_len_field(&mut out, details_field, &serde_json::to_vec(&details).unwrap());
+            path.push(message_type);
+            for rule in schema.fields {
+                if !path.contains(&rule.target) && path.len() <= SYNTH_DEPTH {
+                    let child = synthesize(rule.target, path, counter);
+                    write_len_field(&mut out, rule.number, &child);
+                }
+            }
+            path.pop();
+        }
         MessageKind::HistoryBlob { history } => {
             write_tag(&mut out, 1, WIRE_VARINT);
             write_varint(&mut out, 1);
@@ -92,6 +110,13 @@ fn synthesize(message_type: MessageIndex, path: &mut Vec<MessageIndex>, counter:
     write_varint(&mut out, 42);
     write_len_field(&mut out, UNKNOWN_LEN_FIELD, b"from a newer server");
     out
+}
+
+fn write_map_entry(out: &mut Vec<u8>, field: u32, key: &[u8], value: &[u8]) {
+    let mut entry = Vec::new();
+    write_len_field(&mut entry, 1, key);
+    write_len_field(&mut entry, 2, value);
+    write_len_field(out, field, &entry);
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -571,6 +596,64 @@ mod failure_texts {
         assert_eq!(other.decode(request, &encrypted).unwrap(), encrypted);
     }
 
+    /// A Temporal failure whose message is `text` and whose details hold a payload of `text`.
+    pub(super) fn temporal_failure_with_payload(text: &str) -> Failure {
+        Failure {
+            message: text.to_owned(),
+            failure_info: Some(FailureInfo::ApplicationFailureInfo(ApplicationFailureInfo {
+                r#type: "NexusRejected".to_owned(),
+                details: Some(Payloads {
+                    payloads: vec![json(&format!("\"{text}\""))],
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    // Older SDKs still send the deprecated `error` field, which is the form covered here.
+    #[allow(deprecated)]
+    fn nexus_failure_details_in_json_are_encrypted_inside_the_json() {
+        use temporalio_protos::temporal::api::nexus::v1::{Failure as NexusFailure, HandlerError};
+        use temporalio_protos::temporal::api::workflowservice::v1::RespondNexusTaskFailedRequest;
+
+        let codec = codec(EncryptionPolicy::default());
+        let request = schema::message_by_name("temporal.api.workflowservice.v1.RespondNexusTaskFailedRequest").unwrap();
+        let inner = temporal_failure_with_payload("order 77 for ada@example.com");
+        let original = RespondNexusTaskFailedRequest {
+            namespace: "default".to_owned(),
+            error: Some(HandlerError {
+                error_type: "BAD_REQUEST".to_owned(),
+                failure: Some(NexusFailure {
+                    message: "handler failed".to_owned(),
+                    metadata: [("type".to_owned(), "temporal.api.failure.v1.Failure".to_owned())].into(),
+                    details: serde_json::to_vec(&inner).unwrap(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec();
+
+        let encrypted = codec.encode(request, &original).unwrap();
+        let sent = RespondNexusTaskFailedRequest::decode(encrypted.as_slice()).unwrap();
+        let details = sent.error.unwrap().failure.unwrap().details;
+        assert!(!contains(&details, b"ada@example.com"), "failure message left readable");
+        let stored: Failure = serde_json::from_slice(&details).unwrap();
+        assert_eq!(stored.message, "Encoded failure");
+        match stored.failure_info {
+            Some(FailureInfo::ApplicationFailureInfo(info)) => {
+                let payload = &info.details.unwrap().payloads[0];
+                assert_eq!(payload.metadata["encoding"], b"binary/encrypted");
+            }
+            other => panic!("failure info lost: {other:?}"),
+        }
+
+        assert_eq!(codec.decode(request, &encrypted).unwrap(), original);
+    }
+
     #[test]
     fn attributes_that_are_not_only_the_texts_are_kept_as_a_payload() {
         let codec = codec(EncryptionPolicy::default());
@@ -585,4 +668,54 @@ mod failure_texts {
             .unwrap();
         assert_eq!(decoded, original);
     }
+}
+
+#[test]
+fn raw_history_blobs_in_json_are_rewritten_inside_the_json() {
+    use temporalio_protos::temporal::api::common::v1::DataBlob;
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
+    use temporalio_protos::temporal::api::history::v1::{
+        History, HistoryEvent, WorkflowExecutionStartedEventAttributes,
+    };
+    use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryResponse;
+
+    let codec = codec(EncryptionPolicy::default());
+    let response =
+        schema::message_by_name("temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryResponse").unwrap();
+    let history = History {
+        events: vec![HistoryEvent {
+            event_id: 1,
+            attributes: Some(Attributes::WorkflowExecutionStartedEventAttributes(
+                WorkflowExecutionStartedEventAttributes {
+                    input: Some(Payloads {
+                        payloads: vec![json("\"json-blob-secret\"")],
+                    }),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }],
+    };
+    let original = GetWorkflowExecutionHistoryResponse {
+        raw_history: vec![DataBlob {
+            encoding_type: 2,
+            data: serde_json::to_vec(&history).unwrap(),
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec();
+
+    let encrypted = codec.encode(response, &original).unwrap();
+    let blob = &GetWorkflowExecutionHistoryResponse::decode(encrypted.as_slice())
+        .unwrap()
+        .raw_history[0];
+    let stored: History = serde_json::from_slice(&blob.data).unwrap();
+    let Some(Attributes::WorkflowExecutionStartedEventAttributes(started)) = &stored.events[0].attributes else {
+        panic!("event changed type")
+    };
+    assert_eq!(
+        started.input.as_ref().unwrap().payloads[0].metadata["encoding"],
+        b"binary/encrypted"
+    );
+    assert_eq!(codec.decode(response, &encrypted).unwrap(), original);
 }

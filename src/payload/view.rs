@@ -64,7 +64,7 @@ impl<'a> PayloadView<'a> {
 }
 
 /// Splits a `map<string, bytes>` entry into key and value (absent parts are empty).
-fn map_entry(entry: &[u8]) -> Result<(&[u8], &[u8]), WalkError> {
+pub(super) fn map_entry(entry: &[u8]) -> Result<(&[u8], &[u8]), WalkError> {
     let mut key: &[u8] = &[];
     let mut value: &[u8] = &[];
     let mut reader = FieldReader::new(entry);

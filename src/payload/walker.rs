@@ -2,7 +2,7 @@
 
 use super::WalkError;
 use super::schema::{self, FieldClass, FieldRule, MessageIndex, MessageKind};
-use super::view::{ENCODING_KEY, PAYLOAD_DATA, PayloadView, write_metadata_entry};
+use super::view::{ENCODING_KEY, PAYLOAD_DATA, PayloadView, map_entry, write_metadata_entry};
 use super::wire::{FieldReader, WIRE_LEN, WIRE_VARINT, write_len_field, write_length_prefixed, write_tag};
 
 /// Deepest message nesting the walker follows (`Failure.cause` chains, nested `Any`s).
@@ -18,10 +18,14 @@ const ANY_VALUE: u32 = 2;
 const DATA_BLOB_ENCODING: u32 = 1;
 const DATA_BLOB_DATA: u32 = 2;
 const ENCODING_TYPE_PROTO3: u64 = 1;
+const ENCODING_TYPE_JSON: u64 = 2;
 
 /// What SDKs put in `Failure.message` when its texts travel in `encoded_attributes`.
 pub const ENCODED_FAILURE_MESSAGE: &[u8] = b"Encoded failure";
 const JSON_PLAIN: &[u8] = b"json/plain";
+/// The Nexus failure metadata that says its details are a Temporal `Failure` in protojson.
+const NEXUS_FAILURE_TYPE_KEY: &[u8] = b"type";
+const NEXUS_FAILURE_TYPE_TEMPORAL: &[u8] = b"temporal.api.failure.v1.Failure";
 
 /// What happens to the plain-string `message` and `stack_trace` of a `Failure`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +153,24 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                     FailureTexts::Reveal => self.reveal_failure_texts(input, layout, depth, out, descend),
                 }
             }
+            MessageKind::NexusFailure {
+                metadata_field,
+                details_field,
+            } => {
+                let descend = |number| {
+                    let rule = find_rule(schema.fields, number)?;
+                    Some(Descend {
+                        target: rule.target,
+                        class: rule.class,
+                        system: false,
+                    })
+                };
+                if carries_temporal_failure(input, metadata_field)? {
+                    self.nexus_failure_details(input, details_field, depth, out, descend)
+                } else {
+                    self.fields(input, out, depth, descend)
+                }
+            }
             MessageKind::Any => {
                 let inner = last_len_field(input, ANY_TYPE_URL)?
                     .and_then(|url| std::str::from_utf8(url).ok())
@@ -168,20 +190,20 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                     }
                 }
             }
-            MessageKind::HistoryBlob { history } => {
-                if last_varint_field(input, DATA_BLOB_ENCODING)? == Some(ENCODING_TYPE_PROTO3) {
-                    self.fields(input, out, depth, |number| {
-                        (number == DATA_BLOB_DATA).then_some(Descend {
-                            target: history,
-                            class,
-                            system: false,
-                        })
+            MessageKind::HistoryBlob { history } => match last_varint_field(input, DATA_BLOB_ENCODING)? {
+                Some(ENCODING_TYPE_PROTO3) => self.fields(input, out, depth, |number| {
+                    (number == DATA_BLOB_DATA).then_some(Descend {
+                        target: history,
+                        class,
+                        system: false,
                     })
-                } else {
+                }),
+                Some(ENCODING_TYPE_JSON) => self.json_history_blob(input, history, depth, out),
+                _ => {
                     out.extend_from_slice(input);
                     Ok(false)
                 }
-            }
+            },
         }
     }
 
@@ -361,6 +383,107 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         Ok(decoded_changed)
     }
 
+    /// Rewrites the Temporal `Failure` that a Nexus failure carries as protojson in its
+    /// details, and writes it back as protojson.
+    fn nexus_failure_details(
+        &mut self,
+        input: &[u8],
+        details_field: u32,
+        depth: u32,
+        out: &mut Vec<u8>,
+        descend: impl Fn(u32) -> Option<Descend>,
+    ) -> Result<bool, WalkError> {
+        let mut changed = false;
+        let mut reader = FieldReader::new(input);
+        while let Some(field) = reader.next_field()? {
+            let span = &input[field.start..reader.position()];
+            if field.number != details_field || field.wire_type != WIRE_LEN {
+                changed |= self.fields(span, out, depth, &descend)?;
+                continue;
+            }
+            let rewritten = self
+                .rewrite_protojson::<temporalio_protos::temporal::api::failure::v1::Failure>(
+                    field.content,
+                    schema::FAILURE_TYPE,
+                    depth,
+                )
+                .map_err(|reason| WalkError::malformed(format!("Nexus failure details: {reason}")))?;
+            let Some(json) = rewritten else {
+                out.extend_from_slice(span);
+                continue;
+            };
+            write_len_field(out, details_field, &json);
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// A history blob in the JSON encoding: the history is rewritten and written back as JSON.
+    fn json_history_blob(
+        &mut self,
+        input: &[u8],
+        history: MessageIndex,
+        depth: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, WalkError> {
+        let mut changed = false;
+        let mut reader = FieldReader::new(input);
+        while let Some(field) = reader.next_field()? {
+            let span = &input[field.start..reader.position()];
+            let rewritten = if field.number == DATA_BLOB_DATA && field.wire_type == WIRE_LEN {
+                self.rewrite_protojson::<temporalio_protos::temporal::api::history::v1::History>(
+                    field.content,
+                    history,
+                    depth,
+                )
+                .map_err(|reason| WalkError::malformed(format!("JSON history blob: {reason}")))?
+            } else {
+                None
+            };
+            match rewritten {
+                Some(json) => {
+                    write_len_field(out, DATA_BLOB_DATA, &json);
+                    changed = true;
+                }
+                None => out.extend_from_slice(span),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Rewrites a message of type `message_type` given in the protobuf JSON mapping; `None`
+    /// when nothing in it changed.
+    fn rewrite_protojson<M>(
+        &mut self,
+        json: &[u8],
+        message_type: MessageIndex,
+        depth: u32,
+    ) -> Result<Option<Vec<u8>>, String>
+    where
+        M: prost::Message + Default + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let message: M =
+            serde_json::from_slice(json).map_err(|error| format!("not valid JSON for the message: {error}"))?;
+        let mut rewritten = Vec::new();
+        let changed = self
+            .message(
+                &message.encode_to_vec(),
+                message_type,
+                FieldClass::Always,
+                false,
+                depth + 1,
+                &mut rewritten,
+            )
+            .map_err(|error| error.to_string())?;
+        if !changed {
+            return Ok(None);
+        }
+        let rewritten = M::decode(rewritten.as_slice()).map_err(|error| error.to_string())?;
+        serde_json::to_vec(&rewritten)
+            .map(Some)
+            .map_err(|error| error.to_string())
+    }
+
     fn payload(
         &mut self,
         input: &[u8],
@@ -416,6 +539,21 @@ impl<T: PayloadTransformer> Walk<'_, T> {
             }
         }
     }
+}
+
+/// Whether a Nexus failure's metadata says its details are a Temporal `Failure`.
+fn carries_temporal_failure(input: &[u8], metadata_field: u32) -> Result<bool, WalkError> {
+    let mut reader = FieldReader::new(input);
+    let mut carries = false;
+    while let Some(field) = reader.next_field()? {
+        if field.number == metadata_field && field.wire_type == WIRE_LEN {
+            let (key, value) = map_entry(field.content)?;
+            if key == NEXUS_FAILURE_TYPE_KEY {
+                carries = value == NEXUS_FAILURE_TYPE_TEMPORAL;
+            }
+        }
+    }
+    Ok(carries)
 }
 
 /// Where a failure's texts are, by the last occurrence of each field.
