@@ -110,14 +110,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         let schema = schema::message(message_type);
         match schema.kind {
             MessageKind::Payload => self.payload(input, class, system, depth, out),
-            MessageKind::Fields => self.fields(input, out, depth, |number| {
-                let rule = find_rule(schema.fields, number)?;
-                Some(Descend {
-                    target: rule.target,
-                    class: rule.class,
-                    system: false,
-                })
-            }),
+            MessageKind::Fields => self.fields(input, out, depth, by_rule(schema.fields)),
             MessageKind::NexusCommand { endpoint_field } => {
                 let system_endpoint = last_len_field(input, endpoint_field)? == Some(SYSTEM_NEXUS_ENDPOINT);
                 self.fields(input, out, depth, |number| {
@@ -139,14 +132,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                     stack_trace: stack_trace_field,
                     encoded_attributes: encoded_attributes_field,
                 };
-                let descend = |number| {
-                    let rule = find_rule(schema.fields, number)?;
-                    Some(Descend {
-                        target: rule.target,
-                        class: rule.class,
-                        system: false,
-                    })
-                };
+                let descend = by_rule(schema.fields);
                 match self.transformer.failure_texts() {
                     FailureTexts::Keep => self.fields(input, out, depth, descend),
                     FailureTexts::Conceal => self.conceal_failure_texts(input, layout, depth, out, descend),
@@ -157,14 +143,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                 metadata_field,
                 details_field,
             } => {
-                let descend = |number| {
-                    let rule = find_rule(schema.fields, number)?;
-                    Some(Descend {
-                        target: rule.target,
-                        class: rule.class,
-                        system: false,
-                    })
-                };
+                let descend = by_rule(schema.fields);
                 if carries_temporal_failure(input, metadata_field)? {
                     self.nexus_failure_details(input, details_field, depth, out, descend)
                 } else {
@@ -604,6 +583,18 @@ fn decoded_failure_texts(payload: &[u8]) -> Option<EncodedFailureTexts> {
 fn write_nonempty_text(out: &mut Vec<u8>, field: u32, text: &str) {
     if !text.is_empty() {
         write_len_field(out, field, text.as_bytes());
+    }
+}
+
+/// Descends into the fields that have a rule, as the rule says.
+fn by_rule(rules: &'static [FieldRule]) -> impl Fn(u32) -> Option<Descend> {
+    move |number| {
+        let rule = find_rule(rules, number)?;
+        Some(Descend {
+            target: rule.target,
+            class: rule.class,
+            system: false,
+        })
     }
 }
 
