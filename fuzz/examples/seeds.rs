@@ -91,7 +91,27 @@ fn synthesize(message_type: MessageIndex, path: &mut Vec<MessageIndex>) -> Vec<u
             let history = synthesize(history, path);
             write_len_field(&mut out, 2, &history);
         }
-        MessageKind::Fields | MessageKind::NexusCommand { .. } => {
+        MessageKind::NexusFailure {
+            metadata_field,
+            details_field,
+        } => {
+            let mut entry = Vec::new();
+            write_len_field(&mut entry, 1, b"type");
+            write_len_field(&mut entry, 2, b"temporal.api.failure.v1.Failure");
+            write_len_field(&mut out, metadata_field, &entry);
+            write_len_field(&mut out, details_field, NEXUS_FAILURE_DETAILS);
+        }
+        MessageKind::Fields | MessageKind::NexusCommand { .. } | MessageKind::Failure { .. } => {
+            // Failures start with texts to move into encrypted attributes.
+            if let MessageKind::Failure {
+                message_field,
+                stack_trace_field,
+                ..
+            } = message.kind
+            {
+                write_len_field(&mut out, message_field, b"seed failure");
+                write_len_field(&mut out, stack_trace_field, b"at seed()");
+            }
             path.push(message_type);
             for rule in message.fields {
                 if path.len() > SYNTH_DEPTH || (path.contains(&rule.target) && rule.target != schema::PAYLOAD_TYPE) {
@@ -105,6 +125,10 @@ fn synthesize(message_type: MessageIndex, path: &mut Vec<MessageIndex>) -> Vec<u
     }
     out
 }
+
+/// A Temporal failure in protojson, as the deprecated Nexus failure form carries it: one
+/// `json/plain` payload `"seed"` in its application failure details.
+const NEXUS_FAILURE_DETAILS: &[u8] = br#"{"message":"seed","applicationFailureInfo":{"details":{"payloads":[{"metadata":{"encoding":"anNvbi9wbGFpbg=="},"data":"InNlZWQi"}]}}}"#;
 
 fn json(text: &str) -> Payload {
     Payload {
