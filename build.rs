@@ -196,6 +196,7 @@ impl Schema {
                 _ => "MessageKind::Fields".to_owned(),
             };
             let mut fields = String::new();
+            let mut rule_mask: u64 = 0;
             if let Some(message) = self.messages.get(name) {
                 // Sorted by number: the walker finds a field's rule by binary search.
                 let mut sorted: Vec<_> = message.field.iter().collect();
@@ -223,18 +224,21 @@ impl Schema {
                         field.number()
                     )
                     .unwrap();
+                    if field.number() < 64 {
+                        rule_mask |= 1 << field.number();
+                    }
                 }
             }
             writeln!(
                 out,
-                "    MessageSchema {{ name: {name:?}, kind: {kind}, fields: &[{fields}] }},"
+                "    MessageSchema {{ name: {name:?}, kind: {kind}, rule_mask: {rule_mask:#x}, fields: &[{fields}] }},"
             )
             .unwrap();
         }
         let history = index[HISTORY];
         writeln!(
             out,
-            "    MessageSchema {{ name: \"temporal.api.common.v1.DataBlob\", kind: MessageKind::HistoryBlob {{ history: {history} }}, fields: &[] }},"
+            "    MessageSchema {{ name: \"temporal.api.common.v1.DataBlob\", kind: MessageKind::HistoryBlob {{ history: {history} }}, rule_mask: 0, fields: &[] }},"
         )
         .unwrap();
         writeln!(out, "];").unwrap();

@@ -61,7 +61,25 @@ pub struct FieldRule {
 pub struct MessageSchema {
     pub name: &'static str,
     pub kind: MessageKind,
+    /// Bit `n` is set when field `n` (below 64) has a rule: most fields of a message lead to
+    /// no payload, and this turns them away without a search.
+    pub rule_mask: u64,
     pub fields: &'static [FieldRule],
+}
+
+impl MessageSchema {
+    /// The rule for a field number; `build.rs` sorts each message's rules by number.
+    #[inline]
+    pub fn rule(&self, number: u32) -> Option<&'static FieldRule> {
+        if number < 64 && self.rule_mask & (1 << number) == 0 {
+            return None;
+        }
+        let rules = self.fields;
+        rules
+            .binary_search_by_key(&number, |rule| rule.number)
+            .ok()
+            .map(|index| &rules[index])
+    }
 }
 
 /// An RPC and the payload-bearing types of its messages (`None`: nothing to rewrite).

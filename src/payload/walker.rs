@@ -1,7 +1,7 @@
 //! Rewrites every payload of a message on the wire and copies all other bytes verbatim.
 
 use super::WalkError;
-use super::schema::{self, FieldClass, FieldRule, MessageIndex, MessageKind};
+use super::schema::{self, FieldClass, MessageIndex, MessageKind, MessageSchema};
 use super::view::{ENCODING_KEY, PAYLOAD_DATA, PayloadView, map_entry, write_metadata_entry};
 use super::wire::{FieldReader, WIRE_LEN, WIRE_VARINT, write_len_field, write_length_prefixed, write_tag};
 
@@ -110,11 +110,11 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         let schema = schema::message(message_type);
         match schema.kind {
             MessageKind::Payload => self.payload(input, class, system, depth, out),
-            MessageKind::Fields => self.fields(input, out, depth, by_rule(schema.fields)),
+            MessageKind::Fields => self.fields(input, out, depth, by_rule(schema)),
             MessageKind::NexusCommand { endpoint_field } => {
                 let system_endpoint = last_len_field(input, endpoint_field)? == Some(SYSTEM_NEXUS_ENDPOINT);
                 self.fields(input, out, depth, |number| {
-                    let rule = find_rule(schema.fields, number)?;
+                    let rule = schema.rule(number)?;
                     Some(Descend {
                         target: rule.target,
                         class: rule.class,
@@ -132,7 +132,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                     stack_trace: stack_trace_field,
                     encoded_attributes: encoded_attributes_field,
                 };
-                let descend = by_rule(schema.fields);
+                let descend = by_rule(schema);
                 match self.transformer.failure_texts() {
                     FailureTexts::Keep => self.fields(input, out, depth, descend),
                     FailureTexts::Conceal => self.conceal_failure_texts(input, layout, depth, out, descend),
@@ -143,7 +143,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                 metadata_field,
                 details_field,
             } => {
-                let descend = by_rule(schema.fields);
+                let descend = by_rule(schema);
                 if carries_temporal_failure(input, metadata_field)? {
                     self.nexus_failure_details(input, details_field, depth, out, descend)
                 } else {
@@ -587,24 +587,15 @@ fn write_nonempty_text(out: &mut Vec<u8>, field: u32, text: &str) {
 }
 
 /// Descends into the fields that have a rule, as the rule says.
-fn by_rule(rules: &'static [FieldRule]) -> impl Fn(u32) -> Option<Descend> {
+fn by_rule(schema: &'static MessageSchema) -> impl Fn(u32) -> Option<Descend> {
     move |number| {
-        let rule = find_rule(rules, number)?;
+        let rule = schema.rule(number)?;
         Some(Descend {
             target: rule.target,
             class: rule.class,
             system: false,
         })
     }
-}
-
-/// The rule for a field number; `build.rs` sorts each message's rules by number.
-#[inline]
-fn find_rule(rules: &[FieldRule], number: u32) -> Option<&FieldRule> {
-    rules
-        .binary_search_by_key(&number, |rule| rule.number)
-        .ok()
-        .map(|index| &rules[index])
 }
 
 /// The last occurrence of a length-delimited field (protobuf: the last one wins).
