@@ -605,17 +605,16 @@ impl ServeArgs {
     /// How to reach the upstream: its address and, when on, TLS.
     pub fn upstream_settings(&self) -> Result<UpstreamSettings, String> {
         let address = self.upstream()?;
-        let tls_implied = address.starts_with("https://")
-            || address.trim_end_matches('/').ends_with(":443")
-            || self.upstream_ca.is_some()
-            || self.upstream_server_name.is_some()
-            || self.upstream_tls_cert.is_some();
+        let tls_setting_given =
+            self.upstream_ca.is_some() || self.upstream_server_name.is_some() || self.upstream_tls_cert.is_some();
         let tls = match self.upstream_tls {
-            Some(false) if tls_implied && !address.trim_end_matches('/').ends_with(":443") => {
+            Some(false) if tls_setting_given || address.starts_with("https://") => {
                 return Err("--upstream-tls false contradicts the upstream TLS settings given".to_owned());
             }
             Some(explicit) => explicit,
-            None => tls_implied,
+            None => {
+                tls_setting_given || address.starts_with("https://") || address.trim_end_matches('/').ends_with(":443")
+            }
         };
         Ok(UpstreamSettings {
             address,

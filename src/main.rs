@@ -83,7 +83,7 @@ fn check_config(
                     .map_err(|error| error.to_string())
             },
         ),
-        ("log filter", log_filter_check(&args.log)),
+        ("log filter", telemetry::parse_log_filter(&args.log).map(drop)),
     ];
     if let Some(path) = &with_file.path {
         println!("# configuration file: {}", path.display());
@@ -102,10 +102,6 @@ fn check_config(
     } else {
         ExitCode::FAILURE
     }
-}
-
-fn log_filter_check(filter: &str) -> Result<(), String> {
-    telemetry::parse_log_filter(filter).map(drop)
 }
 
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {

@@ -48,6 +48,15 @@ struct EncodedFailureTexts {
     stack_trace: String,
 }
 
+/// A field holding a message in the protobuf JSON mapping.
+#[derive(Clone, Copy)]
+struct JsonField {
+    number: u32,
+    message_type: MessageIndex,
+    /// Names the field in errors.
+    what: &'static str,
+}
+
 /// Field numbers of `Failure`'s texts.
 #[derive(Clone, Copy)]
 struct FailureFields {
@@ -145,7 +154,17 @@ impl<T: PayloadTransformer> Walk<'_, T> {
             } => {
                 let descend = by_rule(schema);
                 if carries_temporal_failure(input, metadata_field)? {
-                    self.nexus_failure_details(input, details_field, depth, out, descend)
+                    self.json_field::<temporalio_protos::temporal::api::failure::v1::Failure>(
+                        input,
+                        JsonField {
+                            number: details_field,
+                            message_type: schema::FAILURE_TYPE,
+                            what: "Nexus failure details",
+                        },
+                        depth,
+                        out,
+                        descend,
+                    )
                 } else {
                     self.fields(input, out, depth, descend)
                 }
@@ -177,7 +196,17 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                         system: false,
                     })
                 }),
-                Some(ENCODING_TYPE_JSON) => self.json_history_blob(input, history, depth, out),
+                Some(ENCODING_TYPE_JSON) => self.json_field::<temporalio_protos::temporal::api::history::v1::History>(
+                    input,
+                    JsonField {
+                        number: DATA_BLOB_DATA,
+                        message_type: history,
+                        what: "JSON history blob",
+                    },
+                    depth,
+                    out,
+                    |_| None,
+                ),
                 _ => {
                     out.extend_from_slice(input);
                     Ok(false)
@@ -362,66 +391,34 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         Ok(decoded_changed)
     }
 
-    /// Rewrites the Temporal `Failure` that a Nexus failure carries as protojson in its
-    /// details, and writes it back as protojson.
-    fn nexus_failure_details(
+    /// Copies `input` field by field, descending as `descend` says, except that the message
+    /// held as protojson in `json` is rewritten and written back as protojson. `M` is that
+    /// message's generated type.
+    fn json_field<M>(
         &mut self,
         input: &[u8],
-        details_field: u32,
+        json: JsonField,
         depth: u32,
         out: &mut Vec<u8>,
         descend: impl Fn(u32) -> Option<Descend>,
-    ) -> Result<bool, WalkError> {
+    ) -> Result<bool, WalkError>
+    where
+        M: prost::Message + Default + serde::Serialize + serde::de::DeserializeOwned,
+    {
         let mut changed = false;
         let mut reader = FieldReader::new(input);
         while let Some(field) = reader.next_field()? {
             let span = &input[field.start..reader.position()];
-            if field.number != details_field || field.wire_type != WIRE_LEN {
+            if field.number != json.number || field.wire_type != WIRE_LEN {
                 changed |= self.fields(span, out, depth, &descend)?;
                 continue;
             }
             let rewritten = self
-                .rewrite_protojson::<temporalio_protos::temporal::api::failure::v1::Failure>(
-                    field.content,
-                    schema::FAILURE_TYPE,
-                    depth,
-                )
-                .map_err(|reason| WalkError::malformed(format!("Nexus failure details: {reason}")))?;
-            let Some(json) = rewritten else {
-                out.extend_from_slice(span);
-                continue;
-            };
-            write_len_field(out, details_field, &json);
-            changed = true;
-        }
-        Ok(changed)
-    }
-
-    /// A history blob in the JSON encoding: the history is rewritten and written back as JSON.
-    fn json_history_blob(
-        &mut self,
-        input: &[u8],
-        history: MessageIndex,
-        depth: u32,
-        out: &mut Vec<u8>,
-    ) -> Result<bool, WalkError> {
-        let mut changed = false;
-        let mut reader = FieldReader::new(input);
-        while let Some(field) = reader.next_field()? {
-            let span = &input[field.start..reader.position()];
-            let rewritten = if field.number == DATA_BLOB_DATA && field.wire_type == WIRE_LEN {
-                self.rewrite_protojson::<temporalio_protos::temporal::api::history::v1::History>(
-                    field.content,
-                    history,
-                    depth,
-                )
-                .map_err(|reason| WalkError::malformed(format!("JSON history blob: {reason}")))?
-            } else {
-                None
-            };
+                .rewrite_protojson::<M>(field.content, json.message_type, depth)
+                .map_err(|reason| WalkError::malformed(format!("{}: {reason}", json.what)))?;
             match rewritten {
-                Some(json) => {
-                    write_len_field(out, DATA_BLOB_DATA, &json);
+                Some(text) => {
+                    write_len_field(out, json.number, &text);
                     changed = true;
                 }
                 None => out.extend_from_slice(span),
