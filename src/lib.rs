@@ -10,5 +10,6 @@ pub mod config_file;
 pub mod keys;
 pub mod payload;
 pub mod proxy;
+pub mod reloading;
 pub mod running_server;
 pub mod telemetry;

@@ -1,8 +1,8 @@
 //! TLS for the codec server (the Web UI only sends a user's token to an HTTPS endpoint)
 //! and for the gRPC listener in gateway mode, with certificates reloaded from disk.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -11,6 +11,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::reloading::Reloading;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -59,11 +61,23 @@ fn build_server_config(
     reload: Option<Duration>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let files = CertificateFiles {
-        cert: cert_path.to_owned(),
-        key: key_path.to_owned(),
-    };
-    let (contents, certified) = files.load(&provider)?;
+    let certified = Reloading::load(
+        vec![cert_path.to_owned(), key_path.to_owned()],
+        reload,
+        "reloaded a listener certificate",
+        |path, error| {
+            let (path, reason) = (path.display().to_string(), error.to_string());
+            if path == cert_path.display().to_string() {
+                TlsError::Certificates { path, reason }
+            } else {
+                TlsError::Key { path, reason }
+            }
+        },
+        {
+            let (cert_path, key_path, provider) = (cert_path.to_owned(), key_path.to_owned(), Arc::clone(&provider));
+            move |contents| certified_key(&cert_path, &key_path, contents, &provider)
+        },
+    )?;
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|error| TlsError::Config(error.to_string()))?;
@@ -94,108 +108,48 @@ fn build_server_config(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let resolver = Arc::new(CurrentCertificate(RwLock::new(certified)));
-    // check-config builds configurations without a runtime, and needs no reloading.
-    if let (Some(interval), Ok(runtime)) = (reload, tokio::runtime::Handle::try_current()) {
-        runtime.spawn(reload_certificate(
-            files,
-            contents,
-            interval,
-            provider,
-            Arc::clone(&resolver),
-        ));
-    }
-    let mut config = builder.with_cert_resolver(resolver);
+    let mut config = builder.with_cert_resolver(Arc::new(CurrentCertificate(certified)));
     config.alpn_protocols = alpn;
     Ok(Arc::new(config))
 }
 
-/// A listener's certificate and key files.
-struct CertificateFiles {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl CertificateFiles {
-    /// Reads both files; returns their bytes, to notice changes, and the certified key.
-    fn load(&self, provider: &CryptoProvider) -> Result<(Vec<u8>, Arc<CertifiedKey>), TlsError> {
-        let cert_path = self.cert.display().to_string();
-        let key_path = self.key.display().to_string();
-        let cert_pem = std::fs::read(&self.cert).map_err(|error| TlsError::Certificates {
+/// The certified key from the certificate chain and key files' contents.
+fn certified_key(
+    cert_path: &Path,
+    key_path: &Path,
+    contents: &[Vec<u8>],
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let [cert_pem, key_pem] = contents else {
+        unreachable!("two files are read: certificate and key")
+    };
+    let cert_path = cert_path.display().to_string();
+    let certificates = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| TlsError::Certificates {
             path: cert_path.clone(),
             reason: error.to_string(),
         })?;
-        let key_pem = std::fs::read(&self.key).map_err(|error| TlsError::Key {
-            path: key_path.clone(),
-            reason: error.to_string(),
-        })?;
-        let certificates = CertificateDer::pem_slice_iter(&cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| TlsError::Certificates {
-                path: cert_path.clone(),
-                reason: error.to_string(),
-            })?;
-        if certificates.is_empty() {
-            return Err(TlsError::Certificates {
-                path: cert_path,
-                reason: "no PEM certificate found".into(),
-            });
-        }
-        // The key error never includes the key's contents.
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|error| TlsError::Key {
-            path: key_path,
-            reason: error.to_string(),
-        })?;
-        let certified =
-            CertifiedKey::from_der(certificates, key, provider).map_err(|error| TlsError::Config(error.to_string()))?;
-        let mut contents = cert_pem;
-        contents.extend_from_slice(&key_pem);
-        Ok((contents, Arc::new(certified)))
+    if certificates.is_empty() {
+        return Err(TlsError::Certificates {
+            path: cert_path,
+            reason: "no PEM certificate found".into(),
+        });
     }
+    // The key error never includes the key's contents.
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| TlsError::Key {
+        path: key_path.display().to_string(),
+        reason: error.to_string(),
+    })?;
+    CertifiedKey::from_der(certificates, key, provider).map_err(|error| TlsError::Config(error.to_string()))
 }
 
 /// The certificate handed to every new connection.
 #[derive(Debug)]
-struct CurrentCertificate(RwLock<Arc<CertifiedKey>>);
+struct CurrentCertificate(Arc<Reloading<CertifiedKey>>);
 
 impl ResolvesServerCert for CurrentCertificate {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(
-            &self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()),
-        ))
-    }
-}
-
-/// Re-reads the files every `interval`; a changed pair that loads replaces the certificate,
-/// one that does not is logged and the current certificate kept.
-async fn reload_certificate(
-    files: CertificateFiles,
-    mut contents: Vec<u8>,
-    interval: Duration,
-    provider: Arc<CryptoProvider>,
-    current: Arc<CurrentCertificate>,
-) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let changed = match (std::fs::read(&files.cert), std::fs::read(&files.key)) {
-            (Ok(mut cert), Ok(key)) => {
-                cert.extend_from_slice(&key);
-                cert != contents
-            }
-            _ => false,
-        };
-        if !changed {
-            continue;
-        }
-        match files.load(&provider) {
-            Ok((loaded, certified)) => {
-                *current.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = certified;
-                contents = loaded;
-                tracing::info!(cert = %files.cert.display(), "reloaded a listener certificate");
-            }
-            Err(error) => tracing::warn!(%error, "changed certificate files do not load; keeping the current ones"),
-        }
+        Some(self.0.current())
     }
 }

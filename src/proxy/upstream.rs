@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,6 +16,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::reloading::Reloading;
 
 /// HTTP/2 flow-control windows of the upstream connection.
 pub const CONNECTION_WINDOW: u32 = 16 << 20;
@@ -98,9 +100,14 @@ pub fn connect_lazy(settings: &UpstreamSettings) -> Result<Channel, UpstreamErro
         .unwrap_or(host.trim_matches(['[', ']']).to_owned());
     let server_name = ServerName::try_from(server_name.clone())
         .map_err(|_| UpstreamError::Tls(format!("invalid server name {server_name:?}")))?;
-    let files = TlsFiles::read(tls)?;
-    let config = Arc::new(RwLock::new(Arc::new(files.client_config(tls)?)));
-    spawn_reloader(tls.clone(), files, Arc::clone(&config));
+    let reload = tls.clone();
+    let config = Reloading::load(
+        files(tls),
+        Some(tls.reload_interval),
+        "reloaded the upstream TLS files; new connections use them",
+        |path, error| UpstreamError::Tls(format!("cannot read {}: {error}", path.display())),
+        move |contents| client_config(&reload, contents),
+    )?;
     // Requests carry the https origin; the connector below makes the TLS connection.
     let origin: Uri = format!("https://{host_and_port}")
         .parse()
@@ -113,105 +120,59 @@ pub fn connect_lazy(settings: &UpstreamSettings) -> Result<Channel, UpstreamErro
     Ok(endpoint.origin(origin).connect_with_connector_lazy(connector))
 }
 
-/// The bytes of the TLS files, kept to notice when they change.
-#[derive(PartialEq, Eq)]
-struct TlsFiles {
-    ca: Option<Vec<u8>>,
-    identity: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-impl TlsFiles {
-    fn read(tls: &UpstreamTls) -> Result<Self, UpstreamError> {
-        let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|error| UpstreamError::Tls(format!("cannot read {}: {error}", path.display())))
-        };
-        Ok(Self {
-            ca: tls.ca.as_ref().map(read).transpose()?,
-            identity: match &tls.client_identity {
-                Some((cert, key)) => Some((read(cert)?, read(key)?)),
-                None => None,
-            },
-        })
-    }
-
-    fn client_config(&self, tls: &UpstreamTls) -> Result<ClientConfig, UpstreamError> {
-        let mut roots = rustls::RootCertStore::empty();
-        match (&self.ca, &tls.ca) {
-            (Some(pem), Some(path)) => {
-                let certificates = CertificateDer::pem_slice_iter(pem)
-                    .collect::<Result<Vec<_>, _>>()
+/// The upstream TLS configuration from its files, in the order `files` lists them.
+fn client_config(tls: &UpstreamTls, contents: &[Vec<u8>]) -> Result<ClientConfig, UpstreamError> {
+    let mut contents = contents.iter();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = if tls.ca.is_some() { contents.next() } else { None };
+    match (&tls.ca, ca) {
+        (Some(path), Some(pem)) => {
+            let certificates = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| UpstreamError::Tls(format!("{}: {error}", path.display())))?;
+            if certificates.is_empty() {
+                return Err(UpstreamError::Tls(format!(
+                    "{}: no PEM certificate found",
+                    path.display()
+                )));
+            }
+            for certificate in certificates {
+                roots
+                    .add(certificate)
                     .map_err(|error| UpstreamError::Tls(format!("{}: {error}", path.display())))?;
-                if certificates.is_empty() {
-                    return Err(UpstreamError::Tls(format!(
-                        "{}: no PEM certificate found",
-                        path.display()
-                    )));
-                }
-                for certificate in certificates {
-                    roots
-                        .add(certificate)
-                        .map_err(|error| UpstreamError::Tls(format!("{}: {error}", path.display())))?;
-                }
-            }
-            _ => {
-                let native = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(native.certs);
             }
         }
-        let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|error| UpstreamError::Tls(error.to_string()))?
-            .with_root_certificates(roots);
-        let mut config = match (&self.identity, &tls.client_identity) {
-            (Some((cert_pem, key_pem)), Some((cert_path, key_path))) => {
-                let chain = CertificateDer::pem_slice_iter(cert_pem)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|error| UpstreamError::Tls(format!("{}: {error}", cert_path.display())))?;
-                // The key's own error never shows its contents.
-                let key = PrivateKeyDer::from_pem_slice(key_pem)
-                    .map_err(|error| UpstreamError::Tls(format!("{}: {error}", key_path.display())))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|error| UpstreamError::Tls(format!("client certificate and key: {error}")))?
-            }
-            _ => builder.with_no_client_auth(),
-        };
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(config)
+        _ => {
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+        }
     }
+    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| UpstreamError::Tls(error.to_string()))?
+        .with_root_certificates(roots);
+    let mut config = match (&tls.client_identity, contents.next(), contents.next()) {
+        (Some((cert_path, key_path)), Some(cert_pem), Some(key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| UpstreamError::Tls(format!("{}: {error}", cert_path.display())))?;
+            // The key's own error never shows its contents.
+            let key = PrivateKeyDer::from_pem_slice(key_pem)
+                .map_err(|error| UpstreamError::Tls(format!("{}: {error}", key_path.display())))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|error| UpstreamError::Tls(format!("client certificate and key: {error}")))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
 
-/// Re-reads the TLS files periodically; a changed set that loads replaces the
-/// configuration for new connections, one that does not is logged and ignored.
-fn spawn_reloader(tls: UpstreamTls, mut current: TlsFiles, config: Arc<RwLock<Arc<ClientConfig>>>) {
-    if tls.ca.is_none() && tls.client_identity.is_none() {
-        return;
-    }
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(tls.reload_interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let files = match TlsFiles::read(&tls) {
-                Ok(files) if files != current => files,
-                Ok(_) => continue,
-                Err(error) => {
-                    tracing::warn!(%error, "keeping the current upstream TLS files");
-                    continue;
-                }
-            };
-            match files.client_config(&tls) {
-                Ok(reloaded) => {
-                    *config.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(reloaded);
-                    current = files;
-                    tracing::info!("reloaded the upstream TLS files; new connections use them");
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "changed upstream TLS files do not load; keeping the current ones")
-                }
-            }
-        }
-    });
+/// The files the upstream TLS configuration is built from: CA, then certificate and key.
+fn files(tls: &UpstreamTls) -> Vec<PathBuf> {
+    let identity = tls.client_identity.iter().flat_map(|(cert, key)| [cert, key]);
+    tls.ca.iter().chain(identity).cloned().collect()
 }
 
 /// Opens TCP connections to the upstream and speaks TLS (ALPN h2) over them.
@@ -219,7 +180,7 @@ fn spawn_reloader(tls: UpstreamTls, mut current: TlsFiles, config: Arc<RwLock<Ar
 struct TlsConnector {
     address: String,
     server_name: ServerName<'static>,
-    config: Arc<RwLock<Arc<ClientConfig>>>,
+    config: Arc<Reloading<ClientConfig>>,
 }
 
 impl tower::Service<Uri> for TlsConnector {
@@ -234,7 +195,7 @@ impl tower::Service<Uri> for TlsConnector {
     fn call(&mut self, _uri: Uri) -> Self::Future {
         let address = self.address.clone();
         let server_name = self.server_name.clone();
-        let config = Arc::clone(&self.config.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let config = self.config.current();
         Box::pin(async move {
             let tcp = TcpStream::connect(&address).await?;
             tcp.set_nodelay(true)?;
