@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message as _;
+use temporal_codec_proxy::proxy::coalescing_io::CoalescingIo;
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution};
 use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
 use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
@@ -24,6 +26,7 @@ use tokio::runtime::Runtime;
 use tonic::transport::{Channel, Endpoint};
 
 const PROXY_BIN: &str = env!("CARGO_BIN_EXE_temporal-codec-proxy");
+const NGINX: &str = "/usr/sbin/nginx";
 const QUERY_PATH: &str = "/temporal.api.workflowservice.v1.WorkflowService/QueryWorkflow";
 const PAYLOAD_DATA_BYTES: usize = 1024;
 /// HTTP/2 connections the load generator spreads its calls over, for each target.
@@ -34,6 +37,8 @@ const SATURATION_TIME: Duration = Duration::from_secs(5);
 const OPEN_LOOP_TIME: Duration = Duration::from_secs(5);
 /// A rate low enough that the proxy's latency is seen without queueing on the two cores.
 const LIGHT_RATE: f64 = 1_000.0;
+/// The shortest time between two wake-ups of the open-loop pacer.
+const PACING_INTERVAL: Duration = Duration::from_micros(250);
 /// How long an open-loop run waits for its last calls before counting them as lost.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause before each phase, so work left from the one before is not counted in it.
@@ -43,6 +48,7 @@ const GRPC_PREFIX_LEN: usize = 5;
 const ENCRYPTED_ENCODING: &[u8] = b"binary/encrypted";
 
 fn main() {
+    let layout = CpuLayout::choose();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,50 +57,57 @@ fn main() {
     let upstream_addr = runtime
         .block_on(start_upstream(Arc::clone(&upstream_stats)))
         .expect("upstream listens");
-    let proxy = ProxyProcess::start(upstream_addr);
+    let proxy = ServedProcess::proxy(upstream_addr, &layout);
     let fresh_rss = proxy.rss_kib();
-    let (direct, proxied) = runtime.block_on(async {
+    let nginx = ServedProcess::nginx(upstream_addr, &layout);
+    let (direct, proxied, nginx_target) = runtime.block_on(async {
         tokio::join!(
-            Target::connect("direct", upstream_addr),
-            Target::connect("proxied", proxy.addr)
+            Target::connect("direct", upstream_addr, None),
+            Target::connect("proxied", proxy.addr, Some(proxy)),
+            Target::connect("nginx", nginx.addr, Some(nginx)),
         )
     });
     let bench = Bench {
         runtime,
         clock: CpuClock::new(),
         query: QueryCall::new(),
-        proxy,
-        direct,
-        proxied,
+        targets: [direct, proxied, nginx_target],
     };
+    let proxy = bench.targets[PROXIED].process.as_ref().expect("the proxy runs");
 
-    for target in [&bench.direct, &bench.proxied] {
+    for target in &bench.targets {
         bench.run(target, Load::Closed(WARM_UP));
     }
     let encrypted_before = upstream_stats.encrypted_payloads.load(Ordering::Relaxed);
-    bench.run(&bench.proxied, Load::Closed(Duration::from_millis(100)));
+    bench.run(&bench.targets[PROXIED], Load::Closed(Duration::from_millis(100)));
     assert!(
         upstream_stats.encrypted_payloads.load(Ordering::Relaxed) > encrypted_before,
         "payloads must reach the upstream encrypted through the proxy"
     );
-    let idle_rss = bench.proxy.rss_kib();
+    let idle_rss = proxy.rss_kib();
 
     println!(
         "QueryWorkflow with a {PAYLOAD_DATA_BYTES} B JSON payload, echoed back as the query result; \
          {CONNECTIONS} HTTP/2 connections per target; proxy pid {}",
-        bench.proxy.child.id()
+        proxy.child.id()
     );
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    println!("{cores} cores shared by the load generator + upstream (this process) and the proxy (its own process)\n");
+    println!(
+        "targets: direct to the upstream; through the proxy; through {NGINX} with plain grpc_pass (no payload work), for reference"
+    );
+    println!("{}\n", layout.describe());
 
     println!(
         "(a) closed loop, concurrency {CONCURRENCY}, {} s per target",
         SATURATION_TIME.as_secs()
     );
-    let [direct_saturation, proxied_saturation] = bench.compare(Load::Closed(SATURATION_TIME));
+    let [direct_saturation, proxied_saturation, nginx_saturation] = bench.compare(Load::Closed(SATURATION_TIME));
     let direct_rate = direct_saturation.phase.rate();
     let proxied_rate = proxied_saturation.phase.rate();
-    println!("  proxied / direct throughput: {:.2}\n", proxied_rate / direct_rate);
+    println!(
+        "  proxied / direct throughput: {:.2}; nginx / direct: {:.2}\n",
+        proxied_rate / direct_rate,
+        nginx_saturation.phase.rate() / direct_rate
+    );
 
     // The rate the targets are stated for comes last: on a small machine it can overload the
     // proxied path, and the memory that backlog takes would otherwise show in the later rows.
@@ -109,63 +122,124 @@ fn main() {
             "(b) open loop at {rate:.0} calls/s ({label}), {} s per target, latency from the scheduled send time",
             OPEN_LOOP_TIME.as_secs()
         );
-        let [direct_open, proxied_open] = bench.compare(Load::Open {
+        let [direct_open, proxied_open, nginx_open] = bench.compare(Load::Open {
             rate,
             duration: OPEN_LOOP_TIME,
         });
-        let added = |quantile| {
-            proxied_open.phase.latency(quantile).as_secs_f64() - direct_open.phase.latency(quantile).as_secs_f64()
+        let added = |through: &Measured, quantile| {
+            format_signed_seconds(
+                through.phase.latency(quantile).as_secs_f64() - direct_open.phase.latency(quantile).as_secs_f64(),
+            )
         };
         println!(
-            "  added by the proxy: p50 {}, p99 {}{}\n",
-            format_signed_seconds(added(0.50)),
-            format_signed_seconds(added(0.99)),
+            "  added by the proxy: p50 {}, p99 {}{}; by nginx: p50 {}, p99 {}\n",
+            added(&proxied_open, 0.50),
+            added(&proxied_open, 0.99),
             if has_targets {
                 " (targets: p50 <= 100 us, p99 <= 1 ms)"
             } else {
                 ""
-            }
+            },
+            added(&nginx_open, 0.50),
+            added(&nginx_open, 0.99),
         );
-        open_loop_runs.push((label, rate, proxied_open));
+        open_loop_runs.push((label, rate, proxied_open, nginx_open));
     }
 
     println!(
-        "(c) proxy CPU time per successful proxied call (utime+stime from /proc/<pid>/stat, tick {} ms)",
+        "(c) CPU time per successful call of the process in between (utime+stime from /proc/<pid>/stat, tick {} ms)",
         bench.clock.tick_ms()
     );
-    let cpu_rows = [("closed loop, saturated".to_owned(), &proxied_saturation)]
-        .into_iter()
-        .chain(
-            open_loop_runs
-                .iter()
-                .map(|(label, rate, measured)| (format!("open loop, {rate:.0} calls/s ({label})"), measured)),
-        );
-    for (label, measured) in cpu_rows {
-        let unsuccessful = measured.phase.failed + measured.phase.timed_out;
+    println!("  {:<58} {:>10} {:>10}", "", "proxy", "nginx");
+    let cpu_rows = [(
+        "closed loop, saturated".to_owned(),
+        &proxied_saturation,
+        &nginx_saturation,
+    )]
+    .into_iter()
+    .chain(
+        open_loop_runs
+            .iter()
+            .map(|(label, rate, proxied, nginx)| (format!("open loop, {rate:.0} calls/s ({label})"), proxied, nginx)),
+    );
+    for (label, proxied, nginx) in cpu_rows {
+        let unsuccessful = proxied.phase.failed + proxied.phase.timed_out;
         let caveat = if unsuccessful > 0 {
-            format!(" ({unsuccessful} calls failed; their work is counted too)")
+            format!(" ({unsuccessful} proxied calls failed; their work is counted too)")
         } else {
             String::new()
         };
         println!(
-            "  {:<58} {}{caveat}",
+            "  {:<58} {:>10} {:>10}{caveat}",
             format!("{label}:"),
-            measured.proxy_cpu_per_call()
+            proxied.cpu_per_call(),
+            nginx.cpu_per_call()
         );
     }
-    println!("  target: below 40 us\n");
+    println!("  target for the proxy: below 40 us\n");
 
     println!("(d) proxy resident memory (VmRSS from /proc/<pid>/status; per-phase maxima in the tables)");
     println!("  just started:                   {}", format_kib(fresh_rss));
     println!("  idle, connected, after warm-up: {}", format_kib(idle_rss));
-    println!(
-        "  idle after all load:            {}",
-        format_kib(bench.proxy.rss_kib())
-    );
+    println!("  idle after all load:            {}", format_kib(proxy.rss_kib()));
     println!(
         "  peak (VmHWM):                   {}",
-        format_kib(bench.proxy.status_kib("VmHWM:"))
+        format_kib(proxy.status_kib("VmHWM:"))
     );
+}
+
+/// Index of the proxied target in [`Bench::targets`].
+const PROXIED: usize = 1;
+
+/// Which CPUs the load generator and upstream, and the process in between, run on.
+enum CpuLayout {
+    /// This process on CPU 0, the proxy and nginx on CPU 1: the process in between has a
+    /// core of its own, as a sidecar with its own CPU budget has, and the load generator
+    /// cannot take its time.
+    Split,
+    /// Everything on all CPUs.
+    Shared(usize),
+}
+
+impl CpuLayout {
+    /// Split when there are at least two CPUs and `PROXY_LOAD_SHARED_CORES` is unset.
+    fn choose() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        if cores < 2 || std::env::var_os("PROXY_LOAD_SHARED_CORES").is_some() {
+            return Self::Shared(cores);
+        }
+        // Before the runtime starts, so every thread it makes inherits the mask.
+        let pinned = Command::new("taskset")
+            .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("running taskset (util-linux)");
+        assert!(pinned.success(), "taskset could not pin the load generator to CPU 0");
+        Self::Split
+    }
+
+    /// The command that runs `program` in this layout.
+    fn command(&self, program: &str) -> Command {
+        match self {
+            Self::Split => {
+                let mut command = Command::new("taskset");
+                command.args(["-c", "1", program]);
+                command
+            }
+            Self::Shared(_) => Command::new(program),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Split => "CPU 0: the load generator and the upstream (this process); CPU 1: the proxy, and nginx \
+                            (one process each, one at a time under load); set PROXY_LOAD_SHARED_CORES=1 to share all cores"
+                .to_owned(),
+            Self::Shared(cores) => {
+                format!("{cores} cores shared by the load generator + upstream (this process) and the process in between")
+            }
+        }
+    }
 }
 
 /// How calls are offered to a target.
@@ -177,39 +251,39 @@ enum Load {
     Open { rate: f64, duration: Duration },
 }
 
-/// The load generator, the upstream and the proxy process, connected.
+/// The load generator and the three targets, connected.
 struct Bench {
     runtime: Runtime,
     clock: CpuClock,
     query: Arc<QueryCall>,
-    proxy: ProxyProcess,
-    direct: Target,
-    proxied: Target,
+    targets: [Target; 3],
 }
 
 impl Bench {
-    /// Runs `load` direct, then through the proxy, and prints both.
-    fn compare(&self, load: Load) -> [Measured; 2] {
-        let direct = self.measure(&self.direct, load);
-        let proxied = self.measure(&self.proxied, load);
+    /// Runs `load` against each target in turn, and prints them.
+    fn compare(&self, load: Load) -> [Measured; 3] {
+        let measured = self.targets.each_ref().map(|target| self.measure(target, load));
         print_phase_header();
-        print_phase("direct", &direct, false);
-        print_phase("proxied", &proxied, true);
-        [direct, proxied]
+        for (target, measured) in self.targets.iter().zip(&measured) {
+            print_phase(target, measured);
+        }
+        measured
     }
 
     /// Runs `load` against `target` and reads the CPU time and memory it took.
     fn measure(&self, target: &Target, load: Load) -> Measured {
         std::thread::sleep(SETTLE_TIME);
-        let proxy_pid = self.proxy.child.id();
-        let rss_sampler = RssSampler::start(proxy_pid);
-        let proxy_cpu = self.clock.process_cpu(proxy_pid);
+        let pid = target.process.as_ref().map(|process| process.child.id());
+        let rss_sampler = pid.map(RssSampler::start);
+        let between_cpu = pid.map(|pid| self.clock.process_cpu(pid));
         let own_cpu = self.clock.process_cpu(std::process::id());
         let phase = self.run(target, load);
         Measured {
-            proxy_cpu: self.clock.process_cpu(proxy_pid) - proxy_cpu,
+            between_cpu: pid
+                .zip(between_cpu)
+                .map(|(pid, before)| self.clock.process_cpu(pid) - before),
             own_cpu: self.clock.process_cpu(std::process::id()) - own_cpu,
-            proxy_rss_peak: rss_sampler.stop(),
+            between_rss_peak: rss_sampler.map(RssSampler::stop),
             phase,
         }
     }
@@ -222,13 +296,16 @@ impl Bench {
     }
 }
 
-/// A load generator's connections to one target.
+/// A load generator's connections to one target, and the process serving it when it is
+/// not the upstream itself.
 struct Target {
+    name: &'static str,
     clients: Vec<WorkflowServiceClient<Channel>>,
+    process: Option<ServedProcess>,
 }
 
 impl Target {
-    async fn connect(name: &str, addr: SocketAddr) -> Self {
+    async fn connect(name: &'static str, addr: SocketAddr, process: Option<ServedProcess>) -> Self {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .expect("valid address")
             .tcp_nodelay(true);
@@ -241,7 +318,7 @@ impl Target {
                 .unwrap_or_else(|error| panic!("connecting to {name} at {addr}: {error}"));
             clients.push(WorkflowServiceClient::new(channel));
         }
-        Self { clients }
+        Self { name, clients, process }
     }
 
     fn client(&self, index: usize) -> WorkflowServiceClient<Channel> {
@@ -371,17 +448,20 @@ impl Phase {
     }
 }
 
-/// A phase with the CPU time the proxy and this process spent during it, and the proxy's memory.
+/// A phase with the CPU time this process and the process in between spent during it, and
+/// the latter's memory.
 struct Measured {
     phase: Phase,
-    proxy_cpu: Duration,
+    between_cpu: Option<Duration>,
     own_cpu: Duration,
-    proxy_rss_peak: u64,
+    between_rss_peak: Option<u64>,
 }
 
 impl Measured {
-    fn proxy_cpu_per_call(&self) -> String {
-        format_seconds(self.proxy_cpu.as_secs_f64() / self.phase.succeeded().max(1) as f64)
+    fn cpu_per_call(&self) -> String {
+        self.between_cpu.map_or("-".to_owned(), |cpu| {
+            format_seconds(cpu.as_secs_f64() / self.phase.succeeded().max(1) as f64)
+        })
     }
 }
 
@@ -397,23 +477,19 @@ fn print_phase_header() {
         "p99",
         "p99.9",
         "max",
-        "proxy CPU",
+        "CPU (mid)",
         "bench CPU",
-        "proxy RSS"
+        "RSS (mid)"
     );
 }
 
-/// One row: latencies of successful calls, CPU time per successful call, largest RSS sample.
-fn print_phase(name: &str, measured: &Measured, through_proxy: bool) {
+/// One row: latencies of successful calls, CPU time per successful call of the process in
+/// between and of this process, and the largest RSS sample of the process in between.
+fn print_phase(target: &Target, measured: &Measured) {
     let phase = &measured.phase;
-    let (proxy_cpu, proxy_rss) = if through_proxy {
-        (measured.proxy_cpu_per_call(), format_kib(measured.proxy_rss_peak))
-    } else {
-        ("-".to_owned(), "-".to_owned())
-    };
     println!(
         "  {:<8} {:>7} {:>8.0} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
-        name,
+        target.name,
         phase.calls(),
         phase.rate(),
         phase.failed,
@@ -422,12 +498,12 @@ fn print_phase(name: &str, measured: &Measured, through_proxy: bool) {
         format_seconds(phase.latency(0.99).as_secs_f64()),
         format_seconds(phase.latency(0.999).as_secs_f64()),
         format_seconds(phase.latencies.last().copied().unwrap_or_default().as_secs_f64()),
-        proxy_cpu,
+        measured.cpu_per_call(),
         format_seconds(measured.own_cpu.as_secs_f64() / phase.succeeded().max(1) as f64),
-        proxy_rss,
+        measured.between_rss_peak.map_or("-".to_owned(), format_kib),
     );
     if let Some(reason) = &phase.first_failure {
-        println!("  first failure ({name}): {reason}");
+        println!("  first failure ({}): {reason}", target.name);
     }
 }
 
@@ -466,12 +542,18 @@ fn open_loop(runtime: &Runtime, target: &Target, query: &Arc<QueryCall>, rate: f
     let start = Instant::now();
     let mut calls = Vec::with_capacity(total);
     // Pacing from this plain thread with sleeps: tokio's timer has millisecond granularity,
-    // which would send the calls in bursts.
+    // which would send the calls in bursts. Each wake-up sends every call that is due, and
+    // wake-ups are at least PACING_INTERVAL apart: waking the runtime from outside for each
+    // call would cost the load generator more CPU than the call itself. A call sent late is
+    // still timed from its scheduled time.
+    let mut last_wake = start;
     for index in 0..total {
         let scheduled = start + Duration::from_secs_f64(index as f64 / rate);
         let now = Instant::now();
         if scheduled > now {
-            std::thread::sleep(scheduled - now);
+            let wake = scheduled.max(last_wake + PACING_INTERVAL);
+            std::thread::sleep(wake - now);
+            last_wake = Instant::now();
         }
         let client = target.client(index);
         let query = Arc::clone(query);
@@ -510,7 +592,8 @@ struct UpstreamStats {
 type UpstreamBody = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
 
 /// Serves QueryWorkflow over h2c on a random local port, answering each query with its
-/// own arguments as the result.
+/// own arguments as the result. Like Temporal's Go frontend, it writes an answer's
+/// headers, message and trailers together rather than in a system call each.
 async fn start_upstream(stats: Arc<UpstreamStats>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -522,7 +605,7 @@ async fn start_upstream(stats: Arc<UpstreamStats>) -> std::io::Result<SocketAddr
                 let service = service_fn(move |request| answer_query(request, Arc::clone(&stats)));
                 let _ = http2::Builder::new(TokioExecutor::new())
                     .max_concurrent_streams(4096)
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection(TokioIo::new(CoalescingIo::new(stream)), service)
                     .await;
             });
         }
@@ -583,19 +666,23 @@ fn grpc_error(code: u8, message: &'static str) -> http::Response<UpstreamBody> {
         .expect("valid response")
 }
 
-/// The proxy binary running as its own process, so its CPU time and memory can be read apart.
-struct ProxyProcess {
+/// A process between the load generator and the upstream (the proxy, or nginx), so its CPU
+/// time and memory can be read apart.
+struct ServedProcess {
     child: Child,
     addr: SocketAddr,
+    /// Where nginx keeps its configuration and temporary files.
+    scratch_dir: Option<PathBuf>,
 }
 
-impl ProxyProcess {
-    fn start(upstream: SocketAddr) -> Self {
+impl ServedProcess {
+    fn proxy(upstream: SocketAddr, layout: &CpuLayout) -> Self {
         let keygen = Command::new(PROXY_BIN).arg("keygen").output().expect("running keygen");
         assert!(keygen.status.success(), "keygen failed");
         let key_source = String::from_utf8(keygen.stdout).expect("keygen prints text");
         let addr = unused_local_addr();
-        let child = Command::new(PROXY_BIN)
+        let child = layout
+            .command(PROXY_BIN)
             .args([
                 "serve",
                 "--listen",
@@ -612,13 +699,77 @@ impl ProxyProcess {
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| panic!("starting {PROXY_BIN}: {error}"));
-        let proxy = Self { child, addr };
+        Self::wait_listening(child, addr, None, "the proxy")
+    }
+
+    /// nginx as one process (no master) relaying gRPC with `grpc_pass` over kept-alive
+    /// upstream connections.
+    fn nginx(upstream: SocketAddr, layout: &CpuLayout) -> Self {
+        assert!(
+            Path::new(NGINX).exists(),
+            "{NGINX} is missing: run scripts/install-test-tools.sh (Debian's nginx-light)"
+        );
+        let dir = std::env::temp_dir().join(format!("proxy-load-nginx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating nginx's directory");
+        let addr = unused_local_addr();
+        let d = dir.display();
+        let config = format!(
+            "daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    access_log off;
+    upstream bench_upstream {{
+        server {upstream};
+        keepalive 64;
+        keepalive_requests 100000000;
+    }}
+    server {{
+        listen {addr} http2;
+        keepalive_requests 100000000;
+        location / {{
+            grpc_pass grpc://bench_upstream;
+        }}
+    }}
+}}
+"
+        );
+        let config_path = dir.join("nginx.conf");
+        std::fs::write(&config_path, config).expect("writing nginx.conf");
+        let child = layout
+            .command(NGINX)
+            .args(["-c", config_path.to_str().expect("UTF-8 path"), "-p"])
+            .arg(&dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {NGINX}: {error}"));
+        Self::wait_listening(child, addr, Some(dir), "nginx")
+    }
+
+    fn wait_listening(child: Child, addr: SocketAddr, scratch_dir: Option<PathBuf>, what: &str) -> Self {
+        let process = Self {
+            child,
+            addr,
+            scratch_dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "the proxy did not start listening on {addr}");
+            assert!(Instant::now() < deadline, "{what} did not start listening on {addr}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        proxy
+        process
     }
 
     fn rss_kib(&self) -> u64 {
@@ -630,14 +781,17 @@ impl ProxyProcess {
     }
 }
 
-impl Drop for ProxyProcess {
+impl Drop for ServedProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.scratch_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
-/// A local port that is free now; the proxy binds it moments later.
+/// A local port that is free now; the process in between binds it moments later.
 fn unused_local_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())

@@ -160,7 +160,8 @@ impl Codec {
     /// static key.
     pub async fn encryption_key(&self, namespace: &str) -> Result<EncryptionKey, KeyError> {
         match &self.kms {
-            Some(kms) => Ok(EncryptionKey::Kms(kms.encryption_key(namespace).await?)),
+            // Boxed: the KMS call's future is large, and every call's future would carry it.
+            Some(kms) => Ok(EncryptionKey::Kms(Box::pin(kms.encryption_key(namespace)).await?)),
             None => self
                 .keyring
                 .active()
@@ -179,7 +180,7 @@ impl Codec {
         rewrite(message, message_type, &mut collector)?;
         let mut resolved = ResolvedKeys::new();
         for wrapped in collector.wrapped {
-            let key = kms.decryption_key(&wrapped).await?;
+            let key = Box::pin(kms.decryption_key(&wrapped)).await?;
             resolved.insert(wrapped, key);
         }
         Ok(resolved)

@@ -134,8 +134,8 @@ impl Forwarder {
             let authorization = headers
                 .get(http::header::AUTHORIZATION)
                 .and_then(|value| value.to_str().ok());
-            verifier
-                .verify_header(authorization)
+            // Boxed: a JWKS fetch is a large future that calls without JWT auth need not carry.
+            Box::pin(verifier.verify_header(authorization))
                 .await
                 .map_err(|error| Status::unauthenticated(format!("caller not authenticated: {error}")))?;
         }

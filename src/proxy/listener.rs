@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::coalescing_io::CoalescingIo;
 use super::forward::{Caller, Forwarder};
 use crate::running_server::RunningServer;
 
@@ -59,19 +60,31 @@ async fn accept_loop(
         let acceptor = acceptor.clone();
         connections.spawn(async move {
             match acceptor {
-                None => serve_connection(TokioIo::new(stream), Caller::default(), forwarder, shutdown, peer).await,
+                None => {
+                    serve_connection(
+                        TokioIo::new(CoalescingIo::new(stream)),
+                        Caller::default(),
+                        forwarder,
+                        shutdown,
+                        peer,
+                    )
+                    .await
+                }
                 Some(acceptor) => {
-                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%peer, %error, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
+                    let tls =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(CoalescingIo::new(stream)))
+                            .await
+                        {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, %error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
                     let caller = Caller {
                         client_certificate: tls
                             .get_ref()

@@ -1,6 +1,7 @@
 //! The gRPC side: listener, forwarding with payload rewriting, and the upstream channel.
 
 pub mod call_record;
+pub mod coalescing_io;
 pub mod forward;
 pub mod grpc_frame;
 pub mod headers;

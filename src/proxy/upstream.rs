@@ -13,10 +13,11 @@ use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tonic::transport::{Channel, Endpoint};
 
+use super::coalescing_io::CoalescingIo;
 use crate::reloading::Reloading;
 
 /// HTTP/2 flow-control windows of the upstream connection.
@@ -92,7 +93,10 @@ pub fn connect_lazy(settings: &UpstreamSettings) -> Result<Channel, UpstreamErro
                 settings.address
             )));
         }
-        return Ok(endpoint.connect_lazy());
+        return Ok(endpoint.connect_with_connector_lazy(Connector {
+            address: host_and_port,
+            tls: None,
+        }));
     };
     let server_name = tls
         .server_name
@@ -112,10 +116,9 @@ pub fn connect_lazy(settings: &UpstreamSettings) -> Result<Channel, UpstreamErro
     let origin: Uri = format!("https://{host_and_port}")
         .parse()
         .map_err(|_| address_error())?;
-    let connector = TlsConnector {
+    let connector = Connector {
         address: host_and_port,
-        server_name,
-        config,
+        tls: Some(ConnectorTls { server_name, config }),
     };
     Ok(endpoint.origin(origin).connect_with_connector_lazy(connector))
 }
@@ -175,16 +178,26 @@ fn files(tls: &UpstreamTls) -> Vec<PathBuf> {
     tls.ca.iter().chain(identity).cloned().collect()
 }
 
-/// Opens TCP connections to the upstream and speaks TLS (ALPN h2) over them.
+/// A connection to the upstream, plain or TLS, that coalesces its writes.
+trait UpstreamIo: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> UpstreamIo for T {}
+
+/// Opens TCP connections to the upstream, speaking TLS (ALPN h2) over them when configured.
 #[derive(Clone)]
-struct TlsConnector {
+struct Connector {
     address: String,
+    tls: Option<ConnectorTls>,
+}
+
+#[derive(Clone)]
+struct ConnectorTls {
     server_name: ServerName<'static>,
     config: Arc<Reloading<ClientConfig>>,
 }
 
-impl tower::Service<Uri> for TlsConnector {
-    type Response = TokioIo<TlsStream<TcpStream>>;
+impl tower::Service<Uri> for Connector {
+    type Response = TokioIo<Box<dyn UpstreamIo>>;
     type Error = std::io::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -194,11 +207,17 @@ impl tower::Service<Uri> for TlsConnector {
 
     fn call(&mut self, _uri: Uri) -> Self::Future {
         let address = self.address.clone();
-        let server_name = self.server_name.clone();
-        let config = self.config.current();
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|tls| (tls.server_name.clone(), tls.config.current()));
         Box::pin(async move {
             let tcp = TcpStream::connect(&address).await?;
             tcp.set_nodelay(true)?;
+            let tcp = CoalescingIo::new(tcp);
+            let Some((server_name, config)) = tls else {
+                return Ok(TokioIo::new(Box::new(tcp) as Box<dyn UpstreamIo>));
+            };
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(server_name, tcp)
                 .await?;
@@ -207,7 +226,7 @@ impl tower::Service<Uri> for TlsConnector {
                     "upstream {address} did not agree to HTTP/2 over TLS (ALPN h2)"
                 )));
             }
-            Ok(TokioIo::new(tls))
+            Ok(TokioIo::new(Box::new(tls) as Box<dyn UpstreamIo>))
         })
     }
 }

@@ -139,6 +139,19 @@ http {{
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }
 
+    /// The access log once it mentions `needle`: nginx writes a call's line after sending
+    /// the answer, so the caller can see the answer first. Gives up after a few seconds.
+    fn access_log_mentioning(&self, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let log = self.access_log();
+            if log.contains(needle) || started.elapsed() > Duration::from_secs(5) {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Writes a client certificate from the trusted worker CA; returns (cert, key) paths.
     fn client_identity(&self, name: &str) -> (PathBuf, PathBuf) {
         let (cert, key) = self.client_ca.issue(name, ExtendedKeyUsagePurpose::ClientAuth);
@@ -191,7 +204,7 @@ async fn mtls_and_api_key_reach_the_upstream_and_rotated_certificates_drop_no_ca
         .start_workflow_execution(start_request(&unique("tls"), json_payload(&format!("\"{marker}\""))))
         .await
         .expect("a call through TLS and mTLS succeeds");
-    let log = nginx.access_log();
+    let log = nginx.access_log_mentioning("StartWorkflowExecution");
     let start_line = log
         .lines()
         .find(|line| line.contains("StartWorkflowExecution"))
@@ -221,10 +234,10 @@ async fn mtls_and_api_key_reach_the_upstream_and_rotated_certificates_drop_no_ca
     proxy.wait_for_log("reloaded the upstream TLS files; new connections use them");
     let failures = caller.await.unwrap();
     assert!(failures.is_empty(), "calls failed during rotation: {failures:?}");
+    let log = nginx.access_log_mentioning("CN=worker-2026-12");
     assert!(
-        nginx.access_log().contains("CN=worker-2026-12"),
-        "the rotated certificate was never used: {}",
-        nginx.access_log()
+        log.contains("CN=worker-2026-12"),
+        "the rotated certificate was never used: {log}"
     );
     assert!(!proxy.all_logs().contains(API_KEY), "the API key reached the logs");
 }
