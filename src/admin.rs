@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tonic::transport::Channel;
 
 use crate::codec::Codec;
+use crate::proxy::upstream::UpstreamClient;
 use crate::running_server::RunningServer;
 use crate::telemetry::Metrics;
 
@@ -26,7 +26,7 @@ const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 struct AdminState {
     metrics: Arc<Metrics>,
     codec: Arc<Codec>,
-    upstream: Channel,
+    upstream: UpstreamClient,
 }
 
 /// `grpc.health.v1.HealthCheckRequest`.
@@ -46,7 +46,7 @@ struct HealthCheckResponse {
 const SERVING: i32 = 1;
 
 /// The admin routes: `/metrics`, `/healthz`, `/readyz`.
-pub fn router(metrics: Arc<Metrics>, codec: Arc<Codec>, upstream: Channel) -> Router {
+pub fn router(metrics: Arc<Metrics>, codec: Arc<Codec>, upstream: UpstreamClient) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -88,7 +88,7 @@ async fn readiness(State(state): State<AdminState>) -> Response {
     }
 }
 
-async fn upstream_serving(upstream: Channel) -> Result<(), String> {
+async fn upstream_serving(upstream: UpstreamClient) -> Result<(), String> {
     let mut client = tonic::client::Grpc::new(upstream);
     client
         .ready()

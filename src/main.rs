@@ -133,11 +133,11 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             Arc::new(Codec::new(keyring, args.policy()))
         }
     };
-    let channel = proxy::upstream::connect_lazy(&upstream)?;
+    let upstream_client = proxy::upstream::connect_lazy(&upstream)?;
     let metrics = Arc::new(Metrics::new(Arc::clone(&codec)));
     let admin_server = admin::start(
         args.admin_listen,
-        admin::router(Arc::clone(&metrics), Arc::clone(&codec), channel.clone()),
+        admin::router(Arc::clone(&metrics), Arc::clone(&codec), upstream_client.clone()),
     )
     .await
     .map_err(|error| {
@@ -150,7 +150,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let forwarder = Arc::new(
         proxy::Forwarder::new(
             Arc::clone(&codec),
-            channel,
+            upstream_client,
             upstream_name.clone(),
             args.max_message_bytes,
             metrics,

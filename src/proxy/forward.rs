@@ -10,11 +10,9 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use http_body::Frame;
-use http_body_util::{BodyExt as _, Limited, StreamBody};
+use http_body_util::{BodyExt as _, Full, Limited, StreamBody};
 use tonic::body::Body;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
-use tower::ServiceExt as _;
 
 use super::call_record::{CallRecord, RecordedBody};
 use super::grpc_frame::{
@@ -22,6 +20,7 @@ use super::grpc_frame::{
     encode_frame,
 };
 use super::headers::{grpc_timeout, remove_hop_by_hop};
+use super::upstream::UpstreamClient;
 use crate::auth::jwt::JwtVerifier;
 use crate::codec::{BLOCKING_THRESHOLD, Codec, KeyError, MessageKeys};
 use crate::keys::kms::KmsError;
@@ -81,7 +80,7 @@ pub struct CallerPolicy {
 /// Forwards calls to one upstream through one codec.
 pub struct Forwarder {
     codec: Arc<Codec>,
-    upstream: Channel,
+    upstream: UpstreamClient,
     upstream_name: String,
     max_message_bytes: usize,
     status_type: MessageIndex,
@@ -93,7 +92,7 @@ pub struct Forwarder {
 impl Forwarder {
     pub fn new(
         codec: Arc<Codec>,
-        upstream: Channel,
+        upstream: UpstreamClient,
         upstream_name: String,
         max_message_bytes: usize,
         metrics: Arc<Metrics>,
@@ -217,7 +216,9 @@ impl Forwarder {
                     .run_codec(Direction::Request, message_type, message, &namespace)
                     .await?;
                 *added += codec_started.elapsed();
-                single_message_body(encode_frame(&encrypted), None)
+                // A body that knows it ends after its one chunk: h2 then flags that DATA
+                // frame as the end of the stream instead of sending an empty one after it.
+                Body::new(Full::new(encode_frame(&encrypted)))
             }
         };
         if let Some(namespace) = &self.credentials.namespace
@@ -232,10 +233,10 @@ impl Forwarder {
         }
         let response = self
             .upstream
-            .clone()
-            .oneshot(http::Request::from_parts(parts, upstream_body))
+            .send(http::Request::from_parts(parts, upstream_body))
             .await
-            .map_err(|error| self.upstream_error(&error))?;
+            .map_err(|error| self.upstream_error(&error))?
+            .map(Body::new);
         if !is_grpc_response(&response) {
             return Err(self.non_grpc_response(response).await);
         }

@@ -1,7 +1,8 @@
-//! The HTTP/2 channel to the Temporal frontend that every proxied call shares, with TLS,
-//! client certificates reloaded from disk, and the Temporal Cloud API key.
+//! The HTTP/2 connection to the Temporal frontend that every proxied call shares, reopened
+//! when it closes, with TLS and client certificates reloaded from disk.
 
 use std::future::Future;
+use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,13 +10,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
-use hyper_util::rt::TokioIo;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::body::Incoming;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::body::Body;
 
 use super::coalescing_io::CoalescingIo;
 use crate::reloading::Reloading;
@@ -23,6 +27,9 @@ use crate::reloading::Reloading;
 /// HTTP/2 flow-control windows of the upstream connection.
 pub const CONNECTION_WINDOW: u32 = 16 << 20;
 pub const STREAM_WINDOW: u32 = 4 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where the upstream is and how to reach it.
 #[derive(Debug, Clone)]
@@ -64,28 +71,17 @@ impl UpstreamSettings {
     }
 }
 
-/// Makes a lazily connecting channel to the upstream.
+/// Makes a lazily connecting client for the upstream.
 ///
-/// The channel reconnects by itself, so calls succeed again as soon as the upstream
-/// is back. No request timeout is set: each call carries its own `grpc-timeout`, and
-/// long polls run for 70 seconds and more.
-pub fn connect_lazy(settings: &UpstreamSettings) -> Result<Channel, UpstreamError> {
+/// The client reconnects by itself, so calls succeed again as soon as the upstream is
+/// back. No request timeout is set: each call carries its own `grpc-timeout`, and long
+/// polls run for 70 seconds and more.
+pub fn connect_lazy(settings: &UpstreamSettings) -> Result<UpstreamClient, UpstreamError> {
     let host_and_port = settings.host_and_port().to_owned();
     let address_error = || UpstreamError::Address(settings.address.clone());
-    let plain_uri: Uri = format!("http://{host_and_port}").parse().map_err(|_| address_error())?;
-    let host = plain_uri.host().ok_or_else(address_error)?.to_owned();
-    plain_uri.port_u16().ok_or_else(address_error)?;
-    let endpoint = Endpoint::from(plain_uri)
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        // Fixed, large windows rather than adaptive ones: h2 allows a burst of small DATA
-        // frames (a thousand long polls answered at once) up to half the connection
-        // window, and an adaptive window starts at 64 KiB.
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .initial_stream_window_size(STREAM_WINDOW)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .keep_alive_while_idle(true);
+    let authority: Authority = host_and_port.parse().map_err(|_| address_error())?;
+    authority.port_u16().ok_or_else(address_error)?;
+    let host = authority.host().to_owned();
     let Some(tls) = &settings.tls else {
         if settings.address.starts_with("https://") {
             return Err(UpstreamError::Tls(format!(
@@ -93,10 +89,14 @@ pub fn connect_lazy(settings: &UpstreamSettings) -> Result<Channel, UpstreamErro
                 settings.address
             )));
         }
-        return Ok(endpoint.connect_with_connector_lazy(Connector {
-            address: host_and_port,
-            tls: None,
-        }));
+        return Ok(UpstreamClient::new(
+            Connector {
+                address: host_and_port,
+                tls: None,
+            },
+            Scheme::HTTP,
+            authority,
+        ));
     };
     let server_name = tls
         .server_name
@@ -112,15 +112,133 @@ pub fn connect_lazy(settings: &UpstreamSettings) -> Result<Channel, UpstreamErro
         |path, error| UpstreamError::Tls(format!("cannot read {}: {error}", path.display())),
         move |contents| client_config(&reload, contents),
     )?;
-    // Requests carry the https origin; the connector below makes the TLS connection.
-    let origin: Uri = format!("https://{host_and_port}")
-        .parse()
-        .map_err(|_| address_error())?;
     let connector = Connector {
         address: host_and_port,
         tls: Some(ConnectorTls { server_name, config }),
     };
-    Ok(endpoint.origin(origin).connect_with_connector_lazy(connector))
+    Ok(UpstreamClient::new(connector, Scheme::HTTPS, authority))
+}
+
+/// The HTTP/2 connection to the upstream that every call shares, opened on first use and
+/// opened again when it has closed.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    shared: Arc<ClientShared>,
+}
+
+struct ClientShared {
+    connector: Connector,
+    scheme: Scheme,
+    authority: Authority,
+    current: std::sync::Mutex<Option<http2::SendRequest<Body>>>,
+    /// Held while connecting, so that callers arriving meanwhile wait for that connection
+    /// rather than opening their own.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl UpstreamClient {
+    fn new(connector: Connector, scheme: Scheme, authority: Authority) -> Self {
+        Self {
+            shared: Arc::new(ClientShared {
+                connector,
+                scheme,
+                authority,
+                current: std::sync::Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Sends `request` upstream, addressed to the upstream's scheme and authority.
+    pub async fn send(&self, request: http::Request<Body>) -> Result<http::Response<Incoming>, UpstreamCallError> {
+        let (mut parts, body) = request.into_parts();
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(self.shared.scheme.clone());
+        uri.authority = Some(self.shared.authority.clone());
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        parts.uri = Uri::from_parts(uri).map_err(|error| UpstreamCallError::Request(error.to_string()))?;
+        let mut sender = self.sender().await?;
+        sender
+            .send_request(http::Request::from_parts(parts, body))
+            .await
+            .map_err(UpstreamCallError::Http)
+    }
+
+    fn open_connection(&self) -> Option<http2::SendRequest<Body>> {
+        let current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        current.as_ref().filter(|sender| !sender.is_closed()).cloned()
+    }
+
+    async fn sender(&self) -> Result<http2::SendRequest<Body>, UpstreamCallError> {
+        if let Some(sender) = self.open_connection() {
+            return Ok(sender);
+        }
+        let _connecting = self.shared.connecting.lock().await;
+        if let Some(sender) = self.open_connection() {
+            return Ok(sender);
+        }
+        let io = tokio::time::timeout(CONNECT_TIMEOUT, self.shared.connector.connect())
+            .await
+            .map_err(|_| UpstreamCallError::Connect(io::Error::from(io::ErrorKind::TimedOut)))?
+            .map_err(UpstreamCallError::Connect)?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            // Fixed, large windows rather than adaptive ones: h2 allows a burst of small DATA
+            // frames (a thousand long polls answered at once) up to half the connection
+            // window, and an adaptive window starts at 64 KiB.
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .handshake(io)
+            .await
+            .map_err(UpstreamCallError::Http)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream connection ended with an error");
+            }
+        });
+        *self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sender.clone());
+        Ok(sender)
+    }
+}
+
+/// Lets tonic's client speak through the upstream connection (the readiness check).
+impl tower::Service<http::Request<Body>> for UpstreamClient {
+    type Response = http::Response<Incoming>;
+    type Error = UpstreamCallError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let client = self.clone();
+        Box::pin(async move { client.send(request).await })
+    }
+}
+
+/// Why a call could not be sent upstream or got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamCallError {
+    #[error("connecting failed: {0}")]
+    Connect(io::Error),
+    #[error("{0}")]
+    Http(hyper::Error),
+    #[error("the request cannot be addressed upstream: {0}")]
+    Request(String),
 }
 
 /// The upstream TLS configuration from its files, in the order `files` lists them.
@@ -184,50 +302,34 @@ trait UpstreamIo: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> UpstreamIo for T {}
 
 /// Opens TCP connections to the upstream, speaking TLS (ALPN h2) over them when configured.
-#[derive(Clone)]
 struct Connector {
     address: String,
     tls: Option<ConnectorTls>,
 }
 
-#[derive(Clone)]
 struct ConnectorTls {
     server_name: ServerName<'static>,
     config: Arc<Reloading<ClientConfig>>,
 }
 
-impl tower::Service<Uri> for Connector {
-    type Response = TokioIo<Box<dyn UpstreamIo>>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: Uri) -> Self::Future {
-        let address = self.address.clone();
-        let tls = self
-            .tls
-            .as_ref()
-            .map(|tls| (tls.server_name.clone(), tls.config.current()));
-        Box::pin(async move {
-            let tcp = TcpStream::connect(&address).await?;
-            tcp.set_nodelay(true)?;
-            let tcp = CoalescingIo::new(tcp);
-            let Some((server_name, config)) = tls else {
-                return Ok(TokioIo::new(Box::new(tcp) as Box<dyn UpstreamIo>));
-            };
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(server_name, tcp)
-                .await?;
-            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-                return Err(std::io::Error::other(format!(
-                    "upstream {address} did not agree to HTTP/2 over TLS (ALPN h2)"
-                )));
-            }
-            Ok(TokioIo::new(Box::new(tls) as Box<dyn UpstreamIo>))
-        })
+impl Connector {
+    async fn connect(&self) -> io::Result<TokioIo<Box<dyn UpstreamIo>>> {
+        let tcp = TcpStream::connect(&self.address).await?;
+        tcp.set_nodelay(true)?;
+        let tcp = CoalescingIo::new(tcp);
+        let Some(tls) = &self.tls else {
+            return Ok(TokioIo::new(Box::new(tcp)));
+        };
+        let tls_stream = tokio_rustls::TlsConnector::from(tls.config.current())
+            .connect(tls.server_name.clone(), tcp)
+            .await?;
+        if tls_stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(io::Error::other(format!(
+                "upstream {} did not agree to HTTP/2 over TLS (ALPN h2)",
+                self.address
+            )));
+        }
+        Ok(TokioIo::new(Box::new(tls_stream)))
     }
 }
 

@@ -257,10 +257,11 @@ impl TestProxy {
         authenticator: Option<Arc<Authenticator>>,
     ) -> Self {
         let codec = Arc::new(codec);
-        let channel = proxy::upstream::connect_lazy(&proxy::upstream::UpstreamSettings::plaintext(upstream)).unwrap();
+        let upstream_client =
+            proxy::upstream::connect_lazy(&proxy::upstream::UpstreamSettings::plaintext(upstream)).unwrap();
         let forwarder = Arc::new(Forwarder::new(
             Arc::clone(&codec),
-            channel,
+            upstream_client,
             upstream.to_owned(),
             max_message_bytes,
             Arc::new(Metrics::new(Arc::clone(&codec))),
