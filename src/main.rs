@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         },
         Command::Serve(args) => {
             telemetry::init_logging(&args.log, args.log_format);
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = match build_runtime() {
                 Ok(runtime) => runtime,
                 Err(error) => return fail(&error),
             };
@@ -58,6 +58,24 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// One thread that runs every task when the proxy may use one CPU (a sidecar's usual
+/// limit, or an affinity mask): the multi-threaded scheduler's hand-offs and wake-ups cost
+/// CPU time there and buy nothing. One worker per CPU otherwise. Large messages go to the
+/// blocking pool either way.
+fn build_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let (scheduler, runtime) = if cpus == 1 {
+        (
+            "current-thread",
+            tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        )
+    } else {
+        ("multi-thread", tokio::runtime::Runtime::new()?)
+    };
+    tracing::info!(cpus, scheduler, "started the async runtime");
+    Ok(runtime)
 }
 
 /// Runs every check `serve` runs before it binds, without binding or calling anything.

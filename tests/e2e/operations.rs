@@ -12,9 +12,10 @@ use temporalio_protos::temporal::api::workflowservice::v1::PollActivityTaskQueue
 
 use crate::faults::{client, json_payload, start_request};
 use crate::relay::Relay;
-use crate::support::{FAULTS_NAMESPACE, dev_server, random_key, unique};
+use crate::support::{FAULTS_NAMESPACE, dev_server, random_key, started_input, unique};
 
 const START_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
+const PROXY_BIN: &str = env!("CARGO_BIN_EXE_temporal-codec-proxy");
 
 /// The `temporal-codec-proxy serve` process, logging JSON, with the addresses it bound.
 pub struct ProxyProcess {
@@ -27,8 +28,19 @@ pub struct ProxyProcess {
 impl ProxyProcess {
     /// Starts the binary on ephemeral ports and waits until every listener is up.
     pub fn start(upstream: &str, key: &[u8; 32], extra_args: &[&str]) -> Self {
+        Self::spawn(Command::new(PROXY_BIN), upstream, key, extra_args)
+    }
+
+    /// As [`ProxyProcess::start`], with the process allowed on CPU 0 only.
+    pub fn start_on_one_cpu(upstream: &str, key: &[u8; 32]) -> Self {
+        let mut taskset = Command::new("taskset");
+        taskset.args(["-c", "0", PROXY_BIN]);
+        Self::spawn(taskset, upstream, key, &[])
+    }
+
+    fn spawn(mut command: Command, upstream: &str, key: &[u8; 32], extra_args: &[&str]) -> Self {
         let key_flag = format!("ops=base64:{}", base64::engine::general_purpose::STANDARD.encode(key));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_temporal-codec-proxy"))
+        let mut child = command
             .args([
                 "serve",
                 "--listen",
@@ -213,6 +225,32 @@ async fn admin_endpoints_show_real_figures_and_readiness_follows_the_upstream() 
         "liveness does not depend on the upstream"
     );
     relay.restart().await;
+    proxy.wait_for_status("/readyz", 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_one_cpu_the_proxy_runs_every_task_on_one_thread_and_still_encrypts() {
+    let key = random_key();
+    let proxy = ProxyProcess::start_on_one_cpu(&dev_server().address, &key);
+    let runtime = proxy.wait_for_log("started the async runtime");
+    assert_eq!(runtime["cpus"], 1, "{runtime}");
+    assert_eq!(runtime["scheduler"], "current-thread", "{runtime}");
+
+    let marker = unique("secret-one-cpu-input");
+    let mut workflows = client(&proxy.grpc).await;
+    let workflow_id = unique("one-cpu");
+    workflows
+        .start_workflow_execution(start_request(&workflow_id, json_payload(&format!("\"{marker}\""))))
+        .await
+        .unwrap();
+    let stored = started_input(&dev_server().address, FAULTS_NAMESPACE, &workflow_id)
+        .await
+        .unwrap();
+    assert_eq!(stored.metadata["encoding"], b"binary/encrypted");
+    let seen = started_input(&proxy.grpc, FAULTS_NAMESPACE, &workflow_id)
+        .await
+        .unwrap();
+    assert_eq!(seen, json_payload(&format!("\"{marker}\"")));
     proxy.wait_for_status("/readyz", 200).await;
 }
 
