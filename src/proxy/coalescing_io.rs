@@ -3,10 +3,14 @@
 //! h2 flushes after every DATA frame it hands over by reference and at the end of each
 //! poll, so without this each call costs two or more `writev`s per connection, and on a
 //! virtual machine the system call, not the payload work, dominates the proxy's CPU time.
-//! Flushing here only marks the buffer as due and wakes the connection's task; the bytes go
-//! out when the task is polled again, after the other tasks that were ready have added
-//! their frames. h2 reads the socket on every poll of a connection, so the due bytes are
-//! written at the start of that read.
+//!
+//! The first flush only marks the buffer as due and wakes the connection's task, which
+//! runs again after the other tasks that were ready, and they add their frames meanwhile
+//! (a request's DATA frame, for one, can only be queued once its HEADERS have opened the
+//! stream). h2 reads the socket first on every poll of a connection and flushes at the
+//! end, so a flush that comes after a read belongs to a later poll: that one writes
+//! everything. Each poll that finds bytes due wakes the task once more, and the next read
+//! writes them if no flush did, so nothing waits for traffic that may never come.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -26,9 +30,11 @@ pub struct CoalescingIo<T> {
     pending: Vec<u8>,
     /// How much of `pending` the socket has taken already.
     written: usize,
-    /// A flush was asked for; the buffer goes out on the next read, write past the high
-    /// water mark, or shutdown.
+    /// A flush was asked for; the buffer goes out at the first flush of a later poll, or
+    /// on a write past the high water mark, or at shutdown.
     drain_due: bool,
+    /// The task has read since the buffer became due, so it is in a later poll.
+    read_since_due: bool,
 }
 
 impl<T> CoalescingIo<T> {
@@ -38,6 +44,7 @@ impl<T> CoalescingIo<T> {
             pending: Vec::new(),
             written: 0,
             drain_due: false,
+            read_since_due: false,
         }
     }
 
@@ -59,6 +66,7 @@ impl<T: AsyncWrite + Unpin> CoalescingIo<T> {
         self.pending.clear();
         self.written = 0;
         self.drain_due = false;
+        self.read_since_due = false;
         if self.pending.capacity() > KEPT_CAPACITY {
             self.pending = Vec::new();
         }
@@ -69,12 +77,17 @@ impl<T: AsyncWrite + Unpin> CoalescingIo<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for CoalescingIo<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        // A socket that cannot take more now has registered this task for writability;
-        // reading goes on meanwhile.
-        if this.drain_due
-            && let Poll::Ready(Err(error)) = this.poll_drain(cx)
-        {
-            return Poll::Ready(Err(error));
+        if this.drain_due {
+            if this.read_since_due {
+                // A whole poll went by without a flush. A socket that cannot take more now
+                // has registered this task for writability; reading goes on meanwhile.
+                if let Poll::Ready(Err(error)) = this.poll_drain(cx) {
+                    return Poll::Ready(Err(error));
+                }
+            } else {
+                this.read_since_due = true;
+                cx.waker().wake_by_ref();
+            }
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
     }
@@ -117,8 +130,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescingIo<T> {
         if !this.drain_due {
             this.drain_due = true;
             cx.waker().wake_by_ref();
+            return Poll::Ready(Ok(()));
         }
-        Poll::Ready(Ok(()))
+        if !this.read_since_due {
+            // The same poll: h2 making room for its next frame.
+            return Poll::Ready(Ok(()));
+        }
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -135,22 +154,42 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn flushed_bytes_go_out_on_the_next_read_in_one_piece() {
+    async fn a_flush_after_a_read_sends_what_earlier_flushes_left_due_in_one_piece() {
         let (near, mut far) = tokio::io::duplex(1 << 20);
         let mut io = CoalescingIo::new(near);
         io.write_all(b"HEADERS").await.unwrap();
         io.flush().await.unwrap();
         io.write_all(b"DATA").await.unwrap();
         io.flush().await.unwrap();
-        assert_eq!(io.buffered(), 11, "flushing only marks the buffer as due");
+        assert_eq!(io.buffered(), 11, "flushes in one poll only mark the buffer as due");
 
         far.write_all(b"ping").await.unwrap();
         let mut read = [0; 4];
         io.read_exact(&mut read).await.unwrap();
         assert_eq!(&read, b"ping");
-        let mut sent = [0; 11];
+        assert_eq!(io.buffered(), 11, "the read only notes that a later poll has begun");
+        io.write_all(b"TRAILERS").await.unwrap();
+        io.flush().await.unwrap();
+        assert_eq!(io.buffered(), 0);
+        let mut sent = [0; 19];
         far.read_exact(&mut sent).await.unwrap();
-        assert_eq!(&sent, b"HEADERSDATA");
+        assert_eq!(&sent, b"HEADERSDATATRAILERS");
+    }
+
+    #[tokio::test]
+    async fn a_second_read_sends_what_no_flush_has_sent() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let mut io = CoalescingIo::new(near);
+        io.write_all(b"SETTINGS").await.unwrap();
+        io.flush().await.unwrap();
+        far.write_all(b"pingpong").await.unwrap();
+        let mut read = [0; 4];
+        io.read_exact(&mut read).await.unwrap();
+        io.read_exact(&mut read).await.unwrap();
+        assert_eq!(io.buffered(), 0);
+        let mut sent = [0; 8];
+        far.read_exact(&mut sent).await.unwrap();
+        assert_eq!(&sent, b"SETTINGS");
     }
 
     #[tokio::test]
