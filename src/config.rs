@@ -151,7 +151,8 @@ pub struct ServeArgs {
     pub upstream_tls_key: Option<PathBuf>,
 
     /// How often TLS files are checked for changes (cert-manager rotates them): the upstream
-    /// CA, certificate and key, and the gRPC listener's and codec server's certificates.
+    /// CA, certificate and key, the gRPC listener's certificate and client CA, and the codec
+    /// server's certificate.
     /// New connections use the new ones; open connections carry on.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub tls_reload_interval: Duration,

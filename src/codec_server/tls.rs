@@ -1,16 +1,19 @@
 //! TLS for the codec server (the Web UI only sends a user's token to an HTTPS endpoint)
-//! and for the gRPC listener in gateway mode, with certificates reloaded from disk.
+//! and for the gRPC listener in gateway mode, with certificates and the client CA
+//! reloaded from disk.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ServerConfig;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 use crate::reloading::Reloading;
 
@@ -84,33 +87,55 @@ fn build_server_config(
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca_path) => {
-            let certificates_error = |reason: String| TlsError::Certificates {
-                path: ca_path.display().to_string(),
-                reason,
-            };
-            let mut roots = rustls::RootCertStore::empty();
-            for certificate in
-                CertificateDer::pem_file_iter(ca_path).map_err(|error| certificates_error(error.to_string()))?
-            {
-                let certificate = certificate.map_err(|error| certificates_error(error.to_string()))?;
-                roots
-                    .add(certificate)
-                    .map_err(|error| certificates_error(error.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(certificates_error("no PEM certificate found".into()));
-            }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-                    .allow_unauthenticated()
-                    .build()
-                    .map_err(|error| TlsError::Config(error.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
+            let verifier = Reloading::load(
+                vec![ca_path.to_owned()],
+                reload,
+                "reloaded the listener's client CA",
+                |path, error| TlsError::Certificates {
+                    path: path.display().to_string(),
+                    reason: error.to_string(),
+                },
+                {
+                    let (ca_path, provider) = (ca_path.to_owned(), Arc::clone(&provider));
+                    move |contents| client_verifier(&ca_path, contents, &provider)
+                },
+            )?;
+            builder.with_client_cert_verifier(Arc::new(CurrentClientVerifier(verifier)))
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(CurrentCertificate(certified)));
     config.alpn_protocols = alpn;
     Ok(Arc::new(config))
+}
+
+/// A verifier of client certificates signed by the CAs in the client CA file's contents.
+/// Callers without a certificate complete the handshake; the listener refuses them.
+fn client_verifier(
+    ca_path: &Path,
+    contents: &[Vec<u8>],
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let certificates_error = |reason: String| TlsError::Certificates {
+        path: ca_path.display().to_string(),
+        reason,
+    };
+    let [ca_pem] = contents else {
+        unreachable!("one file is read: the client CA")
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca_pem) {
+        let certificate = certificate.map_err(|error| certificates_error(error.to_string()))?;
+        roots
+            .add(certificate)
+            .map_err(|error| certificates_error(error.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(certificates_error("no PEM certificate found".into()));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+        .allow_unauthenticated()
+        .build()
+        .map_err(|error| TlsError::Config(error.to_string()))
 }
 
 /// The certified key from the certificate chain and key files' contents.
@@ -151,5 +176,56 @@ struct CurrentCertificate(Arc<Reloading<CertifiedKey>>);
 impl ResolvesServerCert for CurrentCertificate {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.current())
+    }
+}
+
+/// Verifies client certificates against the client CA file as it is now.
+#[derive(Debug)]
+struct CurrentClientVerifier(Arc<Reloading<Arc<dyn ClientCertVerifier>>>);
+
+impl ClientCertVerifier for CurrentClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.0.current().offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.current().client_auth_mandatory()
+    }
+
+    /// No CA names are sent: they would have to outlive a reload. Clients then offer the
+    /// one certificate they are configured with, which is what gRPC clients do anyway.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0.current().verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.current().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.current().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.current().supported_verify_schemes()
     }
 }

@@ -89,8 +89,31 @@ async fn tls_client(
     WorkflowServiceClient::new(channel)
 }
 
+/// Whether a call with client certificate `identity` gets through; a refused handshake
+/// counts as not getting through.
+async fn gets_through(address: &str, ca: &str, identity: (String, String)) -> bool {
+    let connected = Endpoint::from_shared(format!("https://{address}"))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(ca))
+                .domain_name("localhost")
+                .identity(Identity::from_pem(identity.0, identity.1)),
+        )
+        .unwrap()
+        .connect()
+        .await;
+    match connected {
+        Err(_) => false,
+        Ok(channel) => WorkflowServiceClient::new(channel)
+            .get_system_info(GetSystemInfoRequest::default())
+            .await
+            .is_ok(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_tls_only_callers_with_a_client_certificate_get_through_and_renewed_certificates_are_served() {
+async fn over_tls_only_callers_with_a_client_certificate_get_through_and_renewed_certificates_and_cas_are_used() {
     let dir = std::env::temp_dir().join(unique("gateway"));
     std::fs::create_dir_all(&dir).unwrap();
     let server_ca = TestCa::new("gateway CA");
@@ -129,25 +152,10 @@ async fn over_tls_only_callers_with_a_client_certificate_get_through_and_renewed
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 
     let stranger = TestCa::new("someone else").issue("stranger", ExtendedKeyUsagePurpose::ClientAuth);
-    let refused = Endpoint::from_shared(format!("https://{}", proxy.grpc))
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&server_ca.pem))
-                .domain_name("localhost")
-                .identity(Identity::from_pem(stranger.0, stranger.1)),
-        )
-        .unwrap()
-        .connect()
-        .await;
-    let stranger_got_through = match refused {
-        Err(_) => false,
-        Ok(channel) => WorkflowServiceClient::new(channel)
-            .get_system_info(GetSystemInfoRequest::default())
-            .await
-            .is_ok(),
-    };
-    assert!(!stranger_got_through, "a certificate from another CA was accepted");
+    assert!(
+        !gets_through(&proxy.grpc, &server_ca.pem, stranger).await,
+        "a certificate from another CA was accepted"
+    );
 
     let worker = worker_ca.issue("worker-1", ExtendedKeyUsagePurpose::ClientAuth);
     tls_client(&proxy.grpc, &server_ca.pem, Some(worker.clone()))
@@ -162,11 +170,27 @@ async fn over_tls_only_callers_with_a_client_certificate_get_through_and_renewed
     write("gateway.key", &renewed_key);
     write("gateway.pem", &renewed_cert);
     proxy.wait_for_log("reloaded a listener certificate");
-    tls_client(&proxy.grpc, &renewed_ca.pem, Some(worker))
+    tls_client(&proxy.grpc, &renewed_ca.pem, Some(worker.clone()))
         .await
         .get_system_info(GetSystemInfoRequest::default())
         .await
         .expect("new connections are served with the renewed certificate");
+
+    // The workers' CA is replaced: certificates from the new one get through, from the old
+    // one no longer.
+    let next_worker_ca = TestCa::new("workers CA, next");
+    write("workers-ca.pem", &next_worker_ca.pem);
+    proxy.wait_for_log("reloaded the listener's client CA");
+    let next_worker = next_worker_ca.issue("worker-2", ExtendedKeyUsagePurpose::ClientAuth);
+    tls_client(&proxy.grpc, &renewed_ca.pem, Some(next_worker))
+        .await
+        .get_system_info(GetSystemInfoRequest::default())
+        .await
+        .expect("a certificate from the new workers' CA gets through");
+    assert!(
+        !gets_through(&proxy.grpc, &renewed_ca.pem, worker).await,
+        "a certificate from the replaced CA was still accepted"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
