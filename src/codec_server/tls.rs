@@ -108,6 +108,20 @@ fn build_server_config(
     Ok(Arc::new(config))
 }
 
+/// The CA certificates in a PEM file's contents, as trust anchors. Used for the gRPC
+/// listener's client CA and the upstream's CA. The error is the reason, without the path.
+pub fn root_store(pem: &[u8]) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(pem) {
+        let certificate = certificate.map_err(|error| error.to_string())?;
+        roots.add(certificate).map_err(|error| error.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no PEM certificate found".into());
+    }
+    Ok(roots)
+}
+
 /// A verifier of client certificates signed by the CAs in the client CA file's contents.
 /// Callers without a certificate complete the handshake; the listener refuses them.
 fn client_verifier(
@@ -122,16 +136,7 @@ fn client_verifier(
     let [ca_pem] = contents else {
         unreachable!("one file is read: the client CA")
     };
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(ca_pem) {
-        let certificate = certificate.map_err(|error| certificates_error(error.to_string()))?;
-        roots
-            .add(certificate)
-            .map_err(|error| certificates_error(error.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(certificates_error("no PEM certificate found".into()));
-    }
+    let roots = root_store(ca_pem).map_err(certificates_error)?;
     rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
         .allow_unauthenticated()
         .build()

@@ -121,8 +121,8 @@ async fn serve_connection<I>(
         .initial_stream_window_size(super::upstream::STREAM_WINDOW)
         .max_concurrent_streams(4096)
         .max_header_list_size(1 << 20)
-        .keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(20))
+        .keep_alive_interval(super::upstream::KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(super::upstream::KEEP_ALIVE_TIMEOUT)
         .serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {

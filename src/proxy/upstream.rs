@@ -22,14 +22,17 @@ use tokio::net::TcpStream;
 use tonic::body::Body;
 
 use super::coalescing_io::CoalescingIo;
+use crate::codec_server::tls::root_store;
 use crate::reloading::Reloading;
 
-/// HTTP/2 flow-control windows of the upstream connection.
+/// HTTP/2 flow-control windows of the upstream connection and of callers' connections.
 pub const CONNECTION_WINDOW: u32 = 16 << 20;
 pub const STREAM_WINDOW: u32 = 4 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// HTTP/2 keepalive pings on both legs: an idle connection through a NAT or load balancer
+/// is noticed dead within a minute.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where the upstream is and how to reach it.
 #[derive(Debug, Clone)]
@@ -244,30 +247,17 @@ pub enum UpstreamCallError {
 /// The upstream TLS configuration from its files, in the order `files` lists them.
 fn client_config(tls: &UpstreamTls, contents: &[Vec<u8>]) -> Result<ClientConfig, UpstreamError> {
     let mut contents = contents.iter();
-    let mut roots = rustls::RootCertStore::empty();
     let ca = if tls.ca.is_some() { contents.next() } else { None };
-    match (&tls.ca, ca) {
+    let roots = match (&tls.ca, ca) {
         (Some(path), Some(pem)) => {
-            let certificates = CertificateDer::pem_slice_iter(pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| UpstreamError::Tls(format!("{}: {error}", path.display())))?;
-            if certificates.is_empty() {
-                return Err(UpstreamError::Tls(format!(
-                    "{}: no PEM certificate found",
-                    path.display()
-                )));
-            }
-            for certificate in certificates {
-                roots
-                    .add(certificate)
-                    .map_err(|error| UpstreamError::Tls(format!("{}: {error}", path.display())))?;
-            }
+            root_store(pem).map_err(|reason| UpstreamError::Tls(format!("{}: {reason}", path.display())))?
         }
         _ => {
-            let native = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(native.certs);
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            roots
         }
-    }
+    };
     let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|error| UpstreamError::Tls(error.to_string()))?
