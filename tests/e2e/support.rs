@@ -74,6 +74,10 @@ impl Drop for DevServer {
     }
 }
 
+fn log_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("temporal-codec-proxy-e2e-{name}.log"))
+}
+
 /// Starts `command` in the background, logging to a file named after `name`, under a
 /// watcher shell that stops it when this test process ends or when the watcher gets
 /// SIGTERM. Returns the watcher.
@@ -83,7 +87,7 @@ pub fn spawn_for_this_test_run(command: &str, name: &str) -> std::process::Child
          while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child",
         parent = std::process::id(),
     );
-    let log_path = std::env::temp_dir().join(format!("temporal-codec-proxy-e2e-{name}.log"));
+    let log_path = log_path(name);
     let log = std::fs::File::create(&log_path).expect("create a log file");
     eprintln!("{name}: log in {}", log_path.display());
     Command::new("bash")
@@ -98,65 +102,100 @@ pub fn spawn_for_this_test_run(command: &str, name: &str) -> std::process::Child
 
 /// A dev server of its own with the Web UI, which calls the codec server at `codec_endpoint`.
 pub fn dev_server_with_ui(codec_endpoint: &str) -> DevServer {
-    let ui_port = free_port();
-    let mut server = start_dev_server(&format!("--ui-port {ui_port} --ui-codec-endpoint {codec_endpoint}"));
-    server.ui_address = Some(format!("127.0.0.1:{ui_port}"));
-    server
+    start_dev_server(Some(codec_endpoint), "")
 }
 
 /// The dev server shared by every test of this binary, started on first use.
 pub fn dev_server() -> &'static DevServer {
     static SERVER: OnceLock<DevServer> = OnceLock::new();
-    SERVER.get_or_init(|| start_dev_server("--headless"))
+    SERVER.get_or_init(|| start_dev_server(None, ""))
 }
 
 /// A second dev server that answers history requests with serialized `raw_history` blobs.
 pub fn raw_history_dev_server() -> &'static DevServer {
     static SERVER: OnceLock<DevServer> = OnceLock::new();
-    SERVER.get_or_init(|| start_dev_server("--headless --dynamic-config-value frontend.sendRawWorkflowHistory=true"))
+    SERVER.get_or_init(|| start_dev_server(None, "--dynamic-config-value frontend.sendRawWorkflowHistory=true"))
 }
 
-fn start_dev_server(extra_flags: &str) -> DevServer {
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
+/// How long one start of the dev server may take to answer its health check. Several
+/// servers and SDK workers start at once on two cores, so this is generous.
+const DEV_SERVER_START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How many times a dev server is started before the test gives up. A start can fail for
+/// reasons outside the test: a port picked by `free_port` taken by another process before
+/// the server bound it.
+const DEV_SERVER_START_ATTEMPTS: usize = 3;
+
+fn start_dev_server(ui_codec_endpoint: Option<&str>, extra_flags: &str) -> DevServer {
     let cli = temporal_cli();
     assert!(
         cli.exists(),
         "{} is missing: run scripts/install-test-tools.sh",
         cli.display()
     );
-    // The server outlives no test run: a watcher kills it once this test process is gone.
-    let command = format!(
-        "{cli} server start-dev --ip 127.0.0.1 --port {port} --http-port {http} \
-         --metrics-port {metrics} --db-filename '' --log-level error --namespace {FAULTS_NAMESPACE} \
-         --dynamic-config-value frontend.rps=100000 \
-         --dynamic-config-value frontend.namespaceRPS=100000 {extra_flags}",
-        cli = cli.display(),
-        http = free_port(),
-        metrics = free_port(),
-    );
-    let watcher = spawn_for_this_test_run(&command, &format!("server-{port}"));
+    let mut failures = Vec::new();
+    for _ in 0..DEV_SERVER_START_ATTEMPTS {
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let (ui_flags, ui_address) = match ui_codec_endpoint {
+            Some(endpoint) => {
+                let ui_port = free_port();
+                (
+                    format!("--ui-port {ui_port} --ui-codec-endpoint {endpoint}"),
+                    Some(format!("127.0.0.1:{ui_port}")),
+                )
+            }
+            None => ("--headless".to_owned(), None),
+        };
+        // The server outlives no test run: a watcher kills it once this test process is gone.
+        let command = format!(
+            "{cli} server start-dev --ip 127.0.0.1 --port {port} --http-port {http} \
+             --metrics-port {metrics} --db-filename '' --log-level error --namespace {FAULTS_NAMESPACE} \
+             --dynamic-config-value frontend.rps=100000 \
+             --dynamic-config-value frontend.namespaceRPS=100000 {ui_flags} {extra_flags}",
+            cli = cli.display(),
+            http = free_port(),
+            metrics = free_port(),
+        );
+        let name = format!("server-{port}");
+        let mut server = DevServer {
+            address,
+            ui_address,
+            watcher: spawn_for_this_test_run(&command, &name),
+        };
+        match wait_until_healthy(&cli, &mut server) {
+            Ok(()) => return server,
+            Err(reason) => {
+                let log = std::fs::read_to_string(log_path(&name)).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                eprintln!("{name}: {reason}; last lines of its log:\n{}", tail.join("\n"));
+                failures.push(format!("{name}: {reason}"));
+            }
+        }
+    }
+    panic!("dev server did not become healthy: {}", failures.join("; "));
+}
+
+fn wait_until_healthy(cli: &Path, server: &mut DevServer) -> Result<(), String> {
     let started = Instant::now();
     loop {
-        let healthy = Command::new(&cli)
-            .args(["operator", "cluster", "health", "--address", &address])
+        let healthy = Command::new(cli)
+            .args(["operator", "cluster", "health", "--address", &server.address])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if healthy {
-            break;
+            return Ok(());
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "dev server did not become healthy"
-        );
+        if let Ok(Some(status)) = server.watcher.try_wait() {
+            return Err(format!("the server exited ({status}) before it was healthy"));
+        }
+        if started.elapsed() > DEV_SERVER_START_TIMEOUT {
+            return Err(format!("not healthy after {DEV_SERVER_START_TIMEOUT:?}"));
+        }
         std::thread::sleep(Duration::from_millis(300));
-    }
-    DevServer {
-        address,
-        ui_address: None,
-        watcher,
     }
 }
 
