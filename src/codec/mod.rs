@@ -12,6 +12,8 @@ use crate::payload::view::PayloadView;
 use crate::payload::walker::FailureTexts;
 use crate::payload::{PayloadTransformer, WalkError, rewrite};
 pub use keyring::{DataKey, Keyring, KeyringError};
+use prost::Message as _;
+use temporalio_protos::temporal::api::common::v1::Payload;
 
 use crate::keys::kms::{KmsError, KmsKeys, LeasedKey};
 
@@ -173,13 +175,32 @@ impl Codec {
 
     /// Unwraps, through KMS and its cache, every data key the message's payloads need.
     pub async fn decryption_keys(&self, message_type: MessageIndex, message: &[u8]) -> Result<ResolvedKeys, KeyError> {
-        let Some(kms) = &self.kms else {
+        if self.kms.is_none() {
             return Ok(ResolvedKeys::new());
-        };
+        }
         let mut collector = WrappedKeyCollector::default();
         rewrite(message, message_type, &mut collector)?;
+        self.unwrap_data_keys(collector.wrapped).await
+    }
+
+    /// [`Codec::decryption_keys`] for payloads already decoded into messages.
+    pub async fn payload_decryption_keys(&self, payloads: &[Payload]) -> Result<ResolvedKeys, KeyError> {
+        if self.kms.is_none() {
+            return Ok(ResolvedKeys::new());
+        }
+        let mut collector = WrappedKeyCollector::default();
+        for payload in payloads {
+            collector.collect(&PayloadView::of_message(payload));
+        }
+        self.unwrap_data_keys(collector.wrapped).await
+    }
+
+    async fn unwrap_data_keys(&self, wrapped_keys: BTreeSet<Vec<u8>>) -> Result<ResolvedKeys, KeyError> {
         let mut resolved = ResolvedKeys::new();
-        for wrapped in collector.wrapped {
+        let Some(kms) = &self.kms else {
+            return Ok(resolved);
+        };
+        for wrapped in wrapped_keys {
             let key = Box::pin(kms.decryption_key(&wrapped)).await?;
             resolved.insert(wrapped, key);
         }
@@ -245,15 +266,35 @@ impl Codec {
         message_type: MessageIndex,
         message: &[u8],
     ) -> Result<Vec<u8>, WalkError> {
-        let mut decryptor = Decryptor {
-            keyring: &self.keyring,
-            resolved,
-            payloads: 0,
-            bytes: 0,
-            unknown_keys: 0,
-            unknown_key_ids: BTreeSet::new(),
-        };
+        let mut decryptor = Decryptor::new(&self.keyring, resolved);
         let result = rewrite(message, message_type, &mut decryptor);
+        self.record_decryption(&decryptor, result.as_ref().err());
+        result
+    }
+
+    /// Decrypts payloads already decoded into messages, as [`Codec::decode_with`] does for
+    /// a serialized `Payloads`, without serializing them first: the codec server receives
+    /// them as JSON and answers with JSON.
+    pub fn decode_payloads(&self, resolved: &ResolvedKeys, payloads: Vec<Payload>) -> Result<Vec<Payload>, WalkError> {
+        let mut decryptor = Decryptor::new(&self.keyring, resolved);
+        let mut plaintext = Vec::new();
+        let result: Result<Vec<Payload>, WalkError> = payloads
+            .into_iter()
+            .map(|payload| {
+                plaintext.clear();
+                if !decryptor.open(&PayloadView::of_message(&payload), &mut plaintext)? {
+                    return Ok(payload);
+                }
+                Payload::decode(plaintext.as_slice()).map_err(|error| {
+                    WalkError::malformed(format!("a decrypted payload is not a Payload message: {error}"))
+                })
+            })
+            .collect();
+        self.record_decryption(&decryptor, result.as_ref().err());
+        result
+    }
+
+    fn record_decryption(&self, decryptor: &Decryptor<'_>, error: Option<&WalkError>) {
         self.stats
             .payloads_decrypted
             .fetch_add(decryptor.payloads, Ordering::Relaxed);
@@ -270,13 +311,12 @@ impl Codec {
                 "passing through encrypted payloads under keys this proxy does not hold"
             );
         }
-        if let Err(WalkError::Authentication { key_id }) = &result {
+        if let Some(WalkError::Authentication { key_id }) = error {
             self.stats
                 .payloads_failed_authentication
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(key_id, "encrypted payload failed authentication");
         }
-        result
     }
 }
 
@@ -335,8 +375,30 @@ impl PayloadTransformer for Decryptor<'_> {
     }
 
     fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {
-        if !view.is_encrypted() {
+        let opened = self.open(view, out)?;
+        if !opened {
             out.extend_from_slice(payload);
+        }
+        Ok(opened)
+    }
+}
+
+impl<'k> Decryptor<'k> {
+    fn new(keyring: &'k Keyring, resolved: &'k ResolvedKeys) -> Self {
+        Self {
+            keyring,
+            resolved,
+            payloads: 0,
+            bytes: 0,
+            unknown_keys: 0,
+            unknown_key_ids: BTreeSet::new(),
+        }
+    }
+
+    /// Writes the plaintext of an encrypted payload to `out`. Returns false, writing
+    /// nothing, for a payload that is not encrypted or is under a key this codec does not hold.
+    fn open(&mut self, view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {
+        if !view.is_encrypted() {
             return Ok(false);
         }
         let key_id = view.key_id.unwrap_or_default();
@@ -356,7 +418,6 @@ impl PayloadTransformer for Decryptor<'_> {
                 };
                 self.unknown_key_ids.insert(id);
             }
-            out.extend_from_slice(payload);
             return Ok(false);
         };
         let start = out.len();
@@ -373,17 +434,23 @@ struct WrappedKeyCollector {
     wrapped: BTreeSet<Vec<u8>>,
 }
 
+impl WrappedKeyCollector {
+    fn collect(&mut self, view: &PayloadView<'_>) {
+        if view.is_encrypted()
+            && let Some(wrapped) = view.data_key_encrypted
+        {
+            self.wrapped.insert(wrapped.to_vec());
+        }
+    }
+}
+
 impl PayloadTransformer for WrappedKeyCollector {
     fn enters(&self, _class: FieldClass) -> bool {
         true
     }
 
     fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {
-        if view.is_encrypted()
-            && let Some(wrapped) = view.data_key_encrypted
-        {
-            self.wrapped.insert(wrapped.to_vec());
-        }
+        self.collect(view);
         out.extend_from_slice(payload);
         Ok(false)
     }

@@ -11,7 +11,8 @@ use zeroize::Zeroizing;
 
 use super::samples_format::{TAG_LEN, encrypt_payload_with_nonce};
 use super::*;
-use crate::payload::schema::PAYLOAD_TYPE;
+use crate::payload::schema::{PAYLOAD_TYPE, PAYLOADS_TYPE};
+use temporalio_protos::temporal::api::common::v1::Payloads;
 
 fn vectors() -> Value {
     serde_json::from_str(include_str!("../../tests/fixtures/samples-codec-vectors.json")).unwrap()
@@ -187,4 +188,62 @@ fn external_payload_references_stay_visible_on_the_wrapper() {
     let wrapper = Payload::decode(codec.encode(PAYLOAD_TYPE, &original).unwrap().as_slice()).unwrap();
     assert_eq!(wrapper.external_payloads.len(), 1);
     assert_eq!(codec.decode(PAYLOAD_TYPE, &wrapper.encode_to_vec()).unwrap(), original);
+}
+
+fn encrypted_with(codec: &Codec, payload: &[u8]) -> Payload {
+    Payload::decode(codec.encode(PAYLOAD_TYPE, payload).unwrap().as_slice()).unwrap()
+}
+
+#[test]
+fn decoding_decoded_payloads_matches_decoding_the_serialized_message() {
+    let ours = codec_with(&[("ours", &[9u8; 32])]);
+    let theirs = codec_with(&[("theirs", &[7u8; 32])]);
+    let payloads = vec![
+        encrypted_with(&ours, &json_payload("\"first\"")),
+        Payload::decode(json_payload("\"plain\"").as_slice()).unwrap(),
+        encrypted_with(&theirs, &json_payload("\"foreign\"")),
+        encrypted_with(&ours, &json_payload("\"last\"")),
+    ];
+    let serialized = Payloads {
+        payloads: payloads.clone(),
+    }
+    .encode_to_vec();
+    let expected = Payloads::decode(ours.decode(PAYLOADS_TYPE, &serialized).unwrap().as_slice()).unwrap();
+    let decoded = ours.decode_payloads(&ResolvedKeys::new(), payloads).unwrap();
+    assert_eq!(decoded, expected.payloads);
+    assert_eq!(decoded[0].data, b"\"first\"");
+    assert_eq!(decoded[3].data, b"\"last\"");
+    let stats = ours.stats();
+    assert_eq!(stats.payloads_decrypted.load(Ordering::Relaxed), 4);
+    assert_eq!(stats.payloads_unknown_key.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn decoding_a_tampered_decoded_payload_fails_naming_the_key() {
+    let codec = codec_with(&[("prod-2026", &[5u8; 32])]);
+    let mut tampered = encrypted_with(&codec, &json_payload("\"x\""));
+    tampered.data[20] ^= 1;
+    let error = codec.decode_payloads(&ResolvedKeys::new(), vec![tampered]).unwrap_err();
+    assert!(
+        matches!(&error, WalkError::Authentication { key_id } if key_id == "prod-2026"),
+        "{error}"
+    );
+    assert_eq!(codec.stats().payloads_failed_authentication.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_view_of_a_decoded_payload_matches_the_view_of_its_bytes() {
+    let codec = sample_codec();
+    let mut payload = encrypted_with(&codec, &json_payload("\"x\""));
+    payload
+        .metadata
+        .insert("__temporal_system_payload".to_owned(), b"true".to_vec());
+    payload
+        .metadata
+        .insert("messageType".to_owned(), b"temporal.api.update.v1.Request".to_vec());
+    let bytes = payload.encode_to_vec();
+    let from_bytes = PayloadView::parse(&bytes).unwrap();
+    let from_message = PayloadView::of_message(&payload);
+    assert_eq!(format!("{from_bytes:?}"), format!("{from_message:?}"));
+    assert!(from_message.is_encrypted() && from_message.system);
 }

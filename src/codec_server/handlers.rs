@@ -13,7 +13,7 @@ use temporalio_protos::temporal::api::common::v1::Payloads;
 use super::error::ApiError;
 use crate::auth::{Access, AuthError, Authenticator};
 use crate::codec::Codec;
-use crate::codec::{BLOCKING_THRESHOLD, KeyError, MessageKeys};
+use crate::codec::{BLOCKING_THRESHOLD, KeyError};
 use crate::keys::kms::KmsError;
 use crate::payload::WalkError;
 use crate::payload::schema::PAYLOADS_TYPE;
@@ -98,25 +98,10 @@ async fn handle(state: &ApiState, operation: Operation, request: Request) -> Res
         );
         return Ok(payloads);
     }
-    let codec = Arc::clone(&state.codec);
     let count = payloads.payloads.len();
-    let message = payloads.encode_to_vec();
-    let keys = match operation {
-        Operation::Encode => codec.encryption_key(namespace).await.map(MessageKeys::Encryption),
-        Operation::Decode => codec
-            .decryption_keys(PAYLOADS_TYPE, &message)
-            .await
-            .map(MessageKeys::Decryption),
-    }
-    .map_err(key_error)?;
-    // Typical requests take well under a millisecond of CPU: a hop to the blocking pool
-    // would cost more than it saves. Large ones go there so they do not stall the reactor.
-    let result = if message.len() < BLOCKING_THRESHOLD {
-        transform(&codec, keys, &message)
-    } else {
-        tokio::task::spawn_blocking(move || transform(&codec, keys, &message))
-            .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "payload processing was interrupted"))?
+    let result = match operation {
+        Operation::Encode => encode(&state.codec, namespace, payloads).await,
+        Operation::Decode => decode(&state.codec, payloads, body.len()).await,
     };
     tracing::debug!(
         ?operation,
@@ -126,6 +111,52 @@ async fn handle(state: &ApiState, operation: Operation, request: Request) -> Res
         "codec request"
     );
     result
+}
+
+/// Encrypts all payloads of the request as one `Payloads` message: one walk, same order.
+async fn encode(codec: &Arc<Codec>, namespace: &str, payloads: Payloads) -> Result<Payloads, ApiError> {
+    let key = codec.encryption_key(namespace).await.map_err(key_error)?;
+    let message = payloads.encode_to_vec();
+    let size = message.len();
+    let codec = Arc::clone(codec);
+    off_the_reactor_if_large(size, move || {
+        let encrypted = codec.encode_with(&key, PAYLOADS_TYPE, &message).map_err(codec_error)?;
+        Payloads::decode(encrypted.as_slice()).map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("an encrypted payload could not be read back: {error}"),
+            )
+        })
+    })
+    .await
+}
+
+/// Decrypts the payloads as they came from JSON, each on its own, in the same order.
+async fn decode(codec: &Arc<Codec>, payloads: Payloads, size: usize) -> Result<Payloads, ApiError> {
+    let keys = codec
+        .payload_decryption_keys(&payloads.payloads)
+        .await
+        .map_err(key_error)?;
+    let codec = Arc::clone(codec);
+    off_the_reactor_if_large(size, move || {
+        let payloads = codec.decode_payloads(&keys, payloads.payloads).map_err(codec_error)?;
+        Ok(Payloads { payloads })
+    })
+    .await
+}
+
+/// Typical requests take well under a millisecond of CPU: a hop to the blocking pool
+/// would cost more than it saves. Large ones go there so they do not stall the reactor.
+async fn off_the_reactor_if_large(
+    size: usize,
+    work: impl FnOnce() -> Result<Payloads, ApiError> + Send + 'static,
+) -> Result<Payloads, ApiError> {
+    if size < BLOCKING_THRESHOLD {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "payload processing was interrupted"))?
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -156,17 +187,6 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
             format!("request body could not be read: {error}"),
         )),
     }
-}
-
-/// Rewrites all payloads of the request as one `Payloads` message: one walk, same order.
-fn transform(codec: &Codec, keys: MessageKeys, message: &[u8]) -> Result<Payloads, ApiError> {
-    let rewritten = codec.rewrite_with(&keys, PAYLOADS_TYPE, message).map_err(codec_error)?;
-    Payloads::decode(rewritten.as_slice()).map_err(|error| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("a decrypted payload is not a valid Payload message: {error}"),
-        )
-    })
 }
 
 /// KMS trouble is the gateway's, not the caller's: 503 when KMS is unreachable or
@@ -211,12 +231,65 @@ fn codec_error(error: WalkError) -> ApiError {
 
 /// Payloads as JSON, serialized with the pbjson mapping.
 fn json_response(payloads: &Payloads) -> Response {
-    match sonic_rs::to_vec(payloads) {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+    // Sized up front: growing a buffer of a hundred kilobytes by doubling copies it again
+    // and again.
+    let mut body = Vec::with_capacity(json_size_estimate(payloads));
+    match sonic_rs::to_writer(&mut body, payloads) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(error) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("payloads could not be written as JSON: {error}"),
         )
         .into_response(),
+    }
+}
+
+/// About how long the JSON of `payloads` is: bytes as base64, plus the punctuation around them.
+fn json_size_estimate(payloads: &Payloads) -> usize {
+    const BRACES_AND_NAMES: usize = 48;
+    let base64_len = |bytes: usize| bytes.div_ceil(3) * 4;
+    payloads
+        .payloads
+        .iter()
+        .map(|payload| {
+            let metadata: usize = payload
+                .metadata
+                .iter()
+                .map(|(key, value)| key.len() + base64_len(value.len()) + 6)
+                .sum();
+            metadata + base64_len(payload.data.len()) + BRACES_AND_NAMES
+        })
+        .sum::<usize>()
+        + BRACES_AND_NAMES
+}
+
+#[cfg(test)]
+mod tests {
+    use temporalio_protos::temporal::api::common::v1::Payload;
+
+    use super::*;
+
+    #[test]
+    fn the_json_size_estimate_covers_the_answer_without_wasting_much() {
+        for (count, size) in [(0, 0), (1, 3), (1, 1024), (100, 1024), (3, 70_000)] {
+            let payload = Payload {
+                metadata: [
+                    ("encoding".to_owned(), b"json/plain".to_vec()),
+                    ("encryption-key-id".to_owned(), b"prod-2026".to_vec()),
+                ]
+                .into(),
+                data: vec![b'x'; size],
+                external_payloads: vec![],
+            };
+            let payloads = Payloads {
+                payloads: vec![payload; count],
+            };
+            let actual = sonic_rs::to_vec(&payloads).unwrap().len();
+            let estimate = json_size_estimate(&payloads);
+            assert!(
+                actual <= estimate && estimate <= actual + actual / 4 + 64,
+                "{count} x {size} bytes: {actual} bytes of JSON, estimated {estimate}"
+            );
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! Reads the metadata and data of one serialized `Payload` without copying.
 
+use temporalio_protos::temporal::api::common::v1::Payload;
+
 use super::WalkError;
 use super::wire::{FieldReader, WIRE_LEN};
 
@@ -56,6 +58,28 @@ impl<'a> PayloadView<'a> {
             }
         }
         Ok(view)
+    }
+
+    /// The same view of a payload already decoded into its message.
+    pub fn of_message(payload: &'a Payload) -> Self {
+        // One pass over the few entries costs less than hashing each key looked up.
+        let mut view = PayloadView {
+            metadata_entries: payload.metadata.len(),
+            data: &payload.data,
+            ..PayloadView::default()
+        };
+        for (key, value) in &payload.metadata {
+            let value = value.as_slice();
+            match key.as_bytes() {
+                ENCODING_KEY => view.encoding = Some(value),
+                KEY_ID_KEY => view.key_id = Some(value),
+                DATA_KEY_ENCRYPTED_KEY => view.data_key_encrypted = Some(value),
+                SYSTEM_PAYLOAD_KEY => view.system = value == b"true",
+                MESSAGE_TYPE_KEY => view.message_type = Some(value),
+                _ => {}
+            }
+        }
+        view
     }
 
     pub fn is_encrypted(&self) -> bool {
