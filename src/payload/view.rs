@@ -41,14 +41,7 @@ impl<'a> PayloadView<'a> {
                 (PAYLOAD_METADATA, WIRE_LEN) => {
                     view.metadata_entries += 1;
                     let (key, value) = map_entry(field.content)?;
-                    match key {
-                        ENCODING_KEY => view.encoding = Some(value),
-                        KEY_ID_KEY => view.key_id = Some(value),
-                        DATA_KEY_ENCRYPTED_KEY => view.data_key_encrypted = Some(value),
-                        SYSTEM_PAYLOAD_KEY => view.system = value == b"true",
-                        MESSAGE_TYPE_KEY => view.message_type = Some(value),
-                        _ => {}
-                    }
+                    view.note_metadata(key, value);
                 }
                 (PAYLOAD_DATA, WIRE_LEN) => view.data = field.content,
                 (PAYLOAD_METADATA | PAYLOAD_DATA, _) => {
@@ -69,17 +62,21 @@ impl<'a> PayloadView<'a> {
             ..PayloadView::default()
         };
         for (key, value) in &payload.metadata {
-            let value = value.as_slice();
-            match key.as_bytes() {
-                ENCODING_KEY => view.encoding = Some(value),
-                KEY_ID_KEY => view.key_id = Some(value),
-                DATA_KEY_ENCRYPTED_KEY => view.data_key_encrypted = Some(value),
-                SYSTEM_PAYLOAD_KEY => view.system = value == b"true",
-                MESSAGE_TYPE_KEY => view.message_type = Some(value),
-                _ => {}
-            }
+            view.note_metadata(key.as_bytes(), value);
         }
         view
+    }
+
+    /// Keeps a metadata entry the codec or the walker decides on.
+    fn note_metadata(&mut self, key: &[u8], value: &'a [u8]) {
+        match key {
+            ENCODING_KEY => self.encoding = Some(value),
+            KEY_ID_KEY => self.key_id = Some(value),
+            DATA_KEY_ENCRYPTED_KEY => self.data_key_encrypted = Some(value),
+            SYSTEM_PAYLOAD_KEY => self.system = value == b"true",
+            MESSAGE_TYPE_KEY => self.message_type = Some(value),
+            _ => {}
+        }
     }
 
     pub fn is_encrypted(&self) -> bool {
