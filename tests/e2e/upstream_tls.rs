@@ -145,7 +145,7 @@ http {{
         let started = Instant::now();
         loop {
             let log = self.access_log();
-            if log.contains(needle) || started.elapsed() > Duration::from_secs(5) {
+            if log.contains(needle) || started.elapsed() > Duration::from_secs(20) {
                 return log;
             }
             std::thread::sleep(Duration::from_millis(20));
