@@ -14,18 +14,14 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Authenticator;
 use crate::codec::Codec;
-use crate::running_server::RunningServer;
+use crate::running_server::{RunningServer, tls_handshake};
 pub use handlers::ApiState;
-
-/// Slow or stalled clients cannot hold a connection slot forever before speaking TLS.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Origins of the Temporal Web UIs people use: self-hosted, the dev server's, and Cloud's.
 pub const DEFAULT_CORS_ORIGINS: &[&str] = &[
@@ -74,51 +70,26 @@ pub async fn start(
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<RunningServer> {
     let acceptor = tls.map(TlsAcceptor::from);
-    RunningServer::start(listen, |listener, shutdown| {
-        accept_loop(listener, router, acceptor, shutdown)
-    })
-    .await
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    router: Router,
-    acceptor: Option<TlsAcceptor>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accepting a codec-server connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    RunningServer::start(listen, move |stream, peer, mut shutdown| {
         let service = TowerToHyperService::new(router.clone());
         let acceptor = acceptor.clone();
-        let mut shutdown = shutdown.clone();
-        connections.spawn(async move {
+        async move {
             let builder = auto::Builder::new(TokioExecutor::new());
             let result = match acceptor {
                 None => serve_until_shutdown(&builder, TokioIo::new(stream), service, &mut shutdown).await,
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => serve_until_shutdown(&builder, TokioIo::new(tls), service, &mut shutdown).await,
-                    Ok(Err(error)) => Err(error.into()),
-                    Err(_) => Err("TLS handshake timed out".into()),
-                },
+                Some(acceptor) => {
+                    let Some(tls) = tls_handshake(&acceptor, stream, peer).await else {
+                        return;
+                    };
+                    serve_until_shutdown(&builder, TokioIo::new(tls), service, &mut shutdown).await
+                }
             };
             if let Err(error) = result {
                 tracing::debug!(%peer, %error, "codec-server connection ended with an error");
             }
-        });
-    }
-    while connections.join_next().await.is_some() {}
+        }
+    })
+    .await
 }
 
 async fn serve_until_shutdown<I>(

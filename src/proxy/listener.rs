@@ -2,22 +2,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::rt::{Read, Write};
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::coalescing_io::CoalescingIo;
 use super::forward::{Caller, Forwarder};
-use crate::running_server::RunningServer;
-
-/// How long a client may take to finish its TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::running_server::{RunningServer, tls_handshake};
 
 /// Binds `listen` and serves calls through `forwarder` until shut down, over TLS when
 /// `tls` is given.
@@ -27,64 +22,19 @@ pub async fn start(
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<RunningServer> {
     let acceptor = tls.map(TlsAcceptor::from);
-    RunningServer::start(listen, |listener, shutdown| {
-        accept_loop(listener, forwarder, acceptor, shutdown)
-    })
-    .await
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    forwarder: Arc<Forwarder>,
-    acceptor: Option<TlsAcceptor>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Running out of file descriptors is transient; back off instead of spinning.
-                tracing::warn!(%error, "accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    RunningServer::start(listen, move |stream, peer, shutdown| {
         let forwarder = Arc::clone(&forwarder);
-        let shutdown = shutdown.clone();
         let acceptor = acceptor.clone();
-        connections.spawn(async move {
+        async move {
+            let stream = CoalescingIo::new(stream);
             match acceptor {
                 None => {
-                    serve_connection(
-                        TokioIo::new(CoalescingIo::new(stream)),
-                        Caller::default(),
-                        forwarder,
-                        shutdown,
-                        peer,
-                    )
-                    .await
+                    serve_connection(TokioIo::new(stream), Caller::default(), forwarder, shutdown, peer).await;
                 }
                 Some(acceptor) => {
-                    let tls =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(CoalescingIo::new(stream)))
-                            .await
-                        {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(error)) => {
-                                tracing::debug!(%peer, %error, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
+                    let Some(tls) = tls_handshake(&acceptor, stream, peer).await else {
+                        return;
+                    };
                     let caller = Caller {
                         client_certificate: tls
                             .get_ref()
@@ -95,9 +45,9 @@ async fn accept_loop(
                     serve_connection(TokioIo::new(tls), caller, forwarder, shutdown, peer).await;
                 }
             }
-        });
-    }
-    while connections.join_next().await.is_some() {}
+        }
+    })
+    .await
 }
 
 async fn serve_connection<I>(
