@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
@@ -22,6 +22,11 @@ use crate::auth::Authenticator;
 use crate::codec::Codec;
 use crate::running_server::{RunningServer, tls_handshake};
 pub use handlers::ApiState;
+
+/// An HTTP/1 client must send a whole request head within this time, on a new connection
+/// and between requests on a kept-alive one; otherwise the connection is closed, so idle
+/// and trickling connections do not pile up.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Origins of the Temporal Web UIs people use: self-hosted, the dev server's, and Cloud's.
 pub const DEFAULT_CORS_ORIGINS: &[&str] = &[
@@ -70,11 +75,16 @@ pub async fn start(
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<RunningServer> {
     let acceptor = tls.map(TlsAcceptor::from);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     RunningServer::start(listen, move |stream, peer, mut shutdown| {
         let service = TowerToHyperService::new(router.clone());
         let acceptor = acceptor.clone();
+        let builder = builder.clone();
         async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
             let result = match acceptor {
                 None => serve_until_shutdown(&builder, TokioIo::new(stream), service, &mut shutdown).await,
                 Some(acceptor) => {

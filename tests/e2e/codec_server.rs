@@ -324,3 +324,33 @@ async fn codec_server_serves_https_with_the_configured_certificate() {
     assert!(missing.unwrap_err().to_string().contains("absent.pem"));
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    use temporal_codec_proxy::codec_server::HEADER_READ_TIMEOUT;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let proxy = TestProxy::start("127.0.0.1:1", &[("codec-key", random_key())]).await;
+    let mut trickling = tokio::net::TcpStream::connect(proxy.codec_address).await.unwrap();
+    trickling
+        .write_all(b"POST /decode HTTP/1.1\r\nHost: codec\r\n")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(HEADER_READ_TIMEOUT * 2, trickling.read_to_end(&mut answer)).await;
+    assert!(
+        closed.is_ok(),
+        "the connection was still open after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() >= HEADER_READ_TIMEOUT - Duration::from_secs(1));
+    while proxy.codec_connections() > 0 {
+        assert!(
+            started.elapsed() < HEADER_READ_TIMEOUT * 2,
+            "the closed connection is still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.stop().await;
+}

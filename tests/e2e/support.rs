@@ -330,6 +330,11 @@ impl TestProxy {
         }
     }
 
+    /// Connections the codec server is serving.
+    pub fn codec_connections(&self) -> usize {
+        self.codec_server.connections()
+    }
+
     pub fn codec_url(&self) -> String {
         format!("http://{}", self.codec_address)
     }
