@@ -129,6 +129,14 @@ pub struct ServeArgs {
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_LISTEN_ALLOW_UNAUTHENTICATED_PLAINTEXT")]
     pub listen_allow_unauthenticated_plaintext: bool,
 
+    /// HTTP/2 connections to the upstream; each call goes on the one with the fewest calls
+    /// waiting. One suits a sidecar. A gateway serving many workers can spread their calls
+    /// over several frontend instances behind a load balancer, and past the upstream's limit
+    /// of concurrent streams per connection.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_UPSTREAM_CONNECTIONS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=crate::proxy::upstream::MAX_CONNECTIONS as i64), value_name = "N")]
+    pub upstream_connections: u16,
+
     /// Speak TLS to the upstream. Unset, it is on for port 443, an https:// address, or
     /// when any other upstream TLS setting is given.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_UPSTREAM_TLS", action = clap::ArgAction::Set, value_name = "BOOL")]
@@ -619,6 +627,7 @@ impl ServeArgs {
         };
         Ok(UpstreamSettings {
             address,
+            connections: usize::from(self.upstream_connections),
             tls: tls.then(|| UpstreamTls {
                 ca: self.upstream_ca.clone(),
                 server_name: self.upstream_server_name.clone(),

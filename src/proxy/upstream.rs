@@ -6,6 +6,7 @@ use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,12 +35,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The most HTTP/2 connections to the upstream one proxy opens.
+pub const MAX_CONNECTIONS: usize = 64;
+
 /// Where the upstream is and how to reach it.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     /// `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`.
     pub address: String,
     pub tls: Option<UpstreamTls>,
+    /// HTTP/2 connections the calls are spread over, 1 to [`MAX_CONNECTIONS`].
+    pub connections: usize,
 }
 
 /// TLS to the upstream. Certificate and key files are read again every `reload_interval`
@@ -60,6 +66,7 @@ impl UpstreamSettings {
         Self {
             address: address.to_owned(),
             tls: None,
+            connections: 1,
         }
     }
 
@@ -85,6 +92,10 @@ pub fn connect_lazy(settings: &UpstreamSettings) -> Result<UpstreamClient, Upstr
     let authority: Authority = host_and_port.parse().map_err(|_| address_error())?;
     authority.port_u16().ok_or_else(address_error)?;
     let host = authority.host().to_owned();
+    if !(1..=MAX_CONNECTIONS).contains(&settings.connections) {
+        return Err(UpstreamError::Connections(settings.connections));
+    }
+    let connections = settings.connections;
     let Some(tls) = &settings.tls else {
         if settings.address.starts_with("https://") {
             return Err(UpstreamError::Tls(format!(
@@ -99,6 +110,7 @@ pub fn connect_lazy(settings: &UpstreamSettings) -> Result<UpstreamClient, Upstr
             },
             Scheme::HTTP,
             authority,
+            connections,
         ));
     };
     let server_name = tls
@@ -119,11 +131,11 @@ pub fn connect_lazy(settings: &UpstreamSettings) -> Result<UpstreamClient, Upstr
         address: host_and_port,
         tls: Some(ConnectorTls { server_name, config }),
     };
-    Ok(UpstreamClient::new(connector, Scheme::HTTPS, authority))
+    Ok(UpstreamClient::new(connector, Scheme::HTTPS, authority, connections))
 }
 
-/// The HTTP/2 connection to the upstream that every call shares, opened on first use and
-/// opened again when it has closed.
+/// The HTTP/2 connections to the upstream that the calls share, each opened on first use
+/// and opened again when it has closed.
 #[derive(Clone)]
 pub struct UpstreamClient {
     shared: Arc<ClientShared>,
@@ -133,26 +145,53 @@ struct ClientShared {
     connector: Connector,
     scheme: Scheme,
     authority: Authority,
+    connections: Box<[ConnectionSlot]>,
+    /// Where the search for the least busy connection starts, turning with every call so
+    /// that equally busy connections take turns.
+    next: AtomicUsize,
+}
+
+/// One of the upstream connections, and how many calls are waiting on it.
+#[derive(Default)]
+struct ConnectionSlot {
     current: std::sync::Mutex<Option<http2::SendRequest<Body>>>,
     /// Held while connecting, so that callers arriving meanwhile wait for that connection
     /// rather than opening their own.
     connecting: tokio::sync::Mutex<()>,
+    calls: AtomicUsize,
+}
+
+/// Counts a call against its connection until the upstream has answered.
+struct CallOnConnection<'a>(&'a ConnectionSlot);
+
+impl<'a> CallOnConnection<'a> {
+    fn start(slot: &'a ConnectionSlot) -> Self {
+        slot.calls.fetch_add(1, Ordering::Relaxed);
+        Self(slot)
+    }
+}
+
+impl Drop for CallOnConnection<'_> {
+    fn drop(&mut self) {
+        self.0.calls.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl UpstreamClient {
-    fn new(connector: Connector, scheme: Scheme, authority: Authority) -> Self {
+    fn new(connector: Connector, scheme: Scheme, authority: Authority, connections: usize) -> Self {
         Self {
             shared: Arc::new(ClientShared {
                 connector,
                 scheme,
                 authority,
-                current: std::sync::Mutex::new(None),
-                connecting: tokio::sync::Mutex::new(()),
+                connections: (0..connections).map(|_| ConnectionSlot::default()).collect(),
+                next: AtomicUsize::new(0),
             }),
         }
     }
 
-    /// Sends `request` upstream, addressed to the upstream's scheme and authority.
+    /// Sends `request` upstream, addressed to the upstream's scheme and authority, on the
+    /// connection with the fewest calls waiting for an answer.
     pub async fn send(&self, request: http::Request<Body>) -> Result<http::Response<Incoming>, UpstreamCallError> {
         let (mut parts, body) = request.into_parts();
         let mut uri = std::mem::take(&mut parts.uri).into_parts();
@@ -162,28 +201,35 @@ impl UpstreamClient {
             uri.path_and_query = Some(PathAndQuery::from_static("/"));
         }
         parts.uri = Uri::from_parts(uri).map_err(|error| UpstreamCallError::Request(error.to_string()))?;
-        let mut sender = self.sender().await?;
+        let slot = self.least_busy_connection();
+        let _call = CallOnConnection::start(slot);
+        let mut sender = self.sender(slot).await?;
         sender
             .send_request(http::Request::from_parts(parts, body))
             .await
             .map_err(UpstreamCallError::Http)
     }
 
-    fn open_connection(&self) -> Option<http2::SendRequest<Body>> {
-        let current = self
-            .shared
-            .current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    fn least_busy_connection(&self) -> &ConnectionSlot {
+        let connections = &self.shared.connections;
+        let start = self.shared.next.fetch_add(1, Ordering::Relaxed) % connections.len();
+        (0..connections.len())
+            .map(|offset| &connections[(start + offset) % connections.len()])
+            .min_by_key(|slot| slot.calls.load(Ordering::Relaxed))
+            .expect("at least one connection")
+    }
+
+    fn open_connection(slot: &ConnectionSlot) -> Option<http2::SendRequest<Body>> {
+        let current = slot.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         current.as_ref().filter(|sender| !sender.is_closed()).cloned()
     }
 
-    async fn sender(&self) -> Result<http2::SendRequest<Body>, UpstreamCallError> {
-        if let Some(sender) = self.open_connection() {
+    async fn sender(&self, slot: &ConnectionSlot) -> Result<http2::SendRequest<Body>, UpstreamCallError> {
+        if let Some(sender) = Self::open_connection(slot) {
             return Ok(sender);
         }
-        let _connecting = self.shared.connecting.lock().await;
-        if let Some(sender) = self.open_connection() {
+        let _connecting = slot.connecting.lock().await;
+        if let Some(sender) = Self::open_connection(slot) {
             return Ok(sender);
         }
         let io = tokio::time::timeout(CONNECT_TIMEOUT, self.shared.connector.connect())
@@ -208,11 +254,7 @@ impl UpstreamClient {
                 tracing::debug!(%error, "upstream connection ended with an error");
             }
         });
-        *self
-            .shared
-            .current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sender.clone());
+        *slot.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sender.clone());
         Ok(sender)
     }
 }
@@ -329,4 +371,6 @@ pub enum UpstreamError {
     Address(String),
     #[error("upstream TLS: {0}")]
     Tls(String),
+    #[error("{0} upstream connections asked for; between 1 and {MAX_CONNECTIONS} are allowed")]
+    Connections(usize),
 }

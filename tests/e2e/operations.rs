@@ -485,3 +485,49 @@ async fn a_thousand_long_polls_held_for_a_minute_with_unary_traffic_and_no_error
     std::fs::create_dir_all(&artifacts).unwrap();
     std::fs::write(artifacts.join("load-report.txt"), report).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_spread_over_the_configured_number_of_upstream_connections() {
+    use temporalio_protos::temporal::api::workflowservice::v1::GetSystemInfoRequest;
+
+    let server = dev_server();
+    for connections in [1, 3] {
+        let relay = Relay::start(&server.address).await;
+        let proxy = ProxyProcess::start(
+            &relay.address.to_string(),
+            &random_key(),
+            &["--upstream-connections", &connections.to_string()],
+        );
+        let caller = client(&proxy.grpc).await;
+        let calls = (0..12).map(|_| {
+            let mut caller = caller.clone();
+            async move { caller.get_system_info(GetSystemInfoRequest {}).await }
+        });
+        for answer in futures_util::future::join_all(calls).await {
+            answer.expect("a call through the proxy succeeds");
+        }
+        assert_eq!(
+            relay.recorded.lock().unwrap().connections,
+            connections,
+            "--upstream-connections {connections}"
+        );
+        drop(proxy);
+    }
+    for out_of_range in ["0", "65"] {
+        let refused = Command::new(PROXY_BIN)
+            .args(["check-config", "--upstream", &server.address, "--key"])
+            .arg(format!(
+                "k=base64:{}",
+                base64::engine::general_purpose::STANDARD.encode(random_key())
+            ))
+            .args(["--upstream-connections", out_of_range])
+            .output()
+            .unwrap();
+        assert!(
+            !refused.status.success(),
+            "--upstream-connections {out_of_range} was accepted"
+        );
+        let message = String::from_utf8_lossy(&refused.stderr);
+        assert!(message.contains("--upstream-connections"), "{message}");
+    }
+}

@@ -20,6 +20,8 @@ pub struct Recorded {
     pub upstream_resets: usize,
     /// Every byte sent upstream, for HTTP/1.1 peers such as the KMS emulator.
     pub upstream_raw: Vec<u8>,
+    /// Connections accepted from the proxy.
+    pub connections: usize,
 }
 
 pub struct Relay {
@@ -49,6 +51,7 @@ impl Relay {
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
+                recorded.lock().unwrap().connections += 1;
                 let upstream = upstream.clone();
                 let recorded = Arc::clone(&recorded);
                 connections.spawn(async move {

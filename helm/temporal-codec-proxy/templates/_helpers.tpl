@@ -168,6 +168,8 @@ leaving a pod in CrashLoopBackOff.
   value: {{ printf "%s:%d" (ternary "0.0.0.0" "127.0.0.1" $gateway) (int $v.listener.port) | quote }}
 - name: TEMPORAL_CODEC_PROXY_UPSTREAM
   value: {{ $v.upstream.address | quote }}
+- name: TEMPORAL_CODEC_PROXY_UPSTREAM_CONNECTIONS
+  value: {{ $v.upstream.connections | int | toString | quote }}
 {{- with $v.upstream.namespace }}
 - name: TEMPORAL_NAMESPACE
   value: {{ . | quote }}
