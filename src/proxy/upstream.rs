@@ -1,4 +1,4 @@
-//! The HTTP/2 connection to the Temporal frontend that every proxied call shares, reopened
+//! The HTTP/2 connections to the Temporal frontend that the proxied calls share, each reopened
 //! when it closes, with TLS and client certificates reloaded from disk.
 
 use std::future::Future;
