@@ -1,5 +1,8 @@
 //! End-to-end load through the proxy process: throughput, latency, CPU and memory of QueryWorkflow calls.
 
+#[path = "../tests/e2e/nginx_config.rs"]
+mod nginx_config;
+
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -25,8 +28,9 @@ use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tonic::transport::{Channel, Endpoint};
 
+use nginx_config::{NGINX, nginx_config};
+
 const PROXY_BIN: &str = env!("CARGO_BIN_EXE_temporal-codec-proxy");
-const NGINX: &str = "/usr/sbin/nginx";
 const QUERY_PATH: &str = "/temporal.api.workflowservice.v1.WorkflowService/QueryWorkflow";
 const PAYLOAD_DATA_BYTES: usize = 1024;
 /// HTTP/2 connections the load generator spreads its calls over, for each target.
@@ -712,21 +716,8 @@ impl ServedProcess {
         let dir = std::env::temp_dir().join(format!("proxy-load-nginx-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("creating nginx's directory");
         let addr = unused_local_addr();
-        let d = dir.display();
-        let config = format!(
-            "daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    access_log off;
+        let http = format!(
+            "    access_log off;
     upstream bench_upstream {{
         server {upstream};
         keepalive 64;
@@ -739,9 +730,9 @@ http {{
             grpc_pass grpc://bench_upstream;
         }}
     }}
-}}
 "
         );
+        let config = nginx_config(&dir, "master_process off;\n", &http);
         let config_path = dir.join("nginx.conf");
         std::fs::write(&config_path, config).expect("writing nginx.conf");
         let child = layout

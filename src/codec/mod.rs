@@ -175,36 +175,24 @@ impl Codec {
 
     /// Unwraps, through KMS and its cache, every data key the message's payloads need.
     pub async fn decryption_keys(&self, message_type: MessageIndex, message: &[u8]) -> Result<ResolvedKeys, KeyError> {
-        if self.kms.is_none() {
+        let Some(kms) = &self.kms else {
             return Ok(ResolvedKeys::new());
-        }
+        };
         let mut collector = WrappedKeyCollector::default();
         rewrite(message, message_type, &mut collector)?;
-        self.unwrap_data_keys(collector.wrapped).await
+        unwrap_data_keys(kms, collector.wrapped).await
     }
 
     /// [`Codec::decryption_keys`] for payloads already decoded into messages.
     pub async fn payload_decryption_keys(&self, payloads: &[Payload]) -> Result<ResolvedKeys, KeyError> {
-        if self.kms.is_none() {
+        let Some(kms) = &self.kms else {
             return Ok(ResolvedKeys::new());
-        }
+        };
         let mut collector = WrappedKeyCollector::default();
         for payload in payloads {
             collector.collect(&PayloadView::of_message(payload));
         }
-        self.unwrap_data_keys(collector.wrapped).await
-    }
-
-    async fn unwrap_data_keys(&self, wrapped_keys: BTreeSet<Vec<u8>>) -> Result<ResolvedKeys, KeyError> {
-        let mut resolved = ResolvedKeys::new();
-        let Some(kms) = &self.kms else {
-            return Ok(resolved);
-        };
-        for wrapped in wrapped_keys {
-            let key = Box::pin(kms.decryption_key(&wrapped)).await?;
-            resolved.insert(wrapped, key);
-        }
-        Ok(resolved)
+        unwrap_data_keys(kms, collector.wrapped).await
     }
 
     /// Encrypts or decrypts `message` with keys resolved beforehand.
@@ -426,6 +414,16 @@ impl<'k> Decryptor<'k> {
         self.bytes += (out.len() - start) as u64;
         Ok(true)
     }
+}
+
+/// Unwraps, through KMS and its cache, each of `wrapped_keys`.
+async fn unwrap_data_keys(kms: &KmsKeys, wrapped_keys: BTreeSet<Vec<u8>>) -> Result<ResolvedKeys, KeyError> {
+    let mut resolved = ResolvedKeys::new();
+    for wrapped in wrapped_keys {
+        let key = Box::pin(kms.decryption_key(&wrapped)).await?;
+        resolved.insert(wrapped, key);
+    }
+    Ok(resolved)
 }
 
 /// Collects the wrapped data keys of a message's envelope payloads, copying it unchanged.

@@ -1,4 +1,4 @@
-//! The gRPC side: listener, forwarding with payload rewriting, and the upstream channel.
+//! The gRPC side: listener, forwarding with payload rewriting, and the upstream connections.
 
 pub mod call_record;
 pub mod coalescing_io;

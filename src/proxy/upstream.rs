@@ -201,8 +201,14 @@ impl UpstreamClient {
             uri.path_and_query = Some(PathAndQuery::from_static("/"));
         }
         parts.uri = Uri::from_parts(uri).map_err(|error| UpstreamCallError::Request(error.to_string()))?;
-        let slot = self.least_busy_connection();
-        let _call = CallOnConnection::start(slot);
+        // With one connection there is nothing to choose, so nothing to count.
+        let (slot, _call) = match &*self.shared.connections {
+            [only] => (only, None),
+            _ => {
+                let slot = self.least_busy_connection();
+                (slot, Some(CallOnConnection::start(slot)))
+            }
+        };
         let mut sender = self.sender(slot).await?;
         sender
             .send_request(http::Request::from_parts(parts, body))

@@ -8,6 +8,7 @@ mod forwarding;
 mod gateway;
 mod identity;
 mod kms;
+mod nginx_config;
 mod operations;
 mod relay;
 mod sdk;

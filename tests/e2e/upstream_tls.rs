@@ -10,10 +10,10 @@ use temporalio_protos::temporal::api::workflowservice::v1::GetSystemInfoRequest;
 use tonic::Code;
 
 use crate::faults::{client, json_payload, start_request};
+use crate::nginx_config::{NGINX, nginx_config};
 use crate::operations::ProxyProcess;
 use crate::support::{FAULTS_NAMESPACE, dev_server, free_port, random_key, unique};
 
-const NGINX: &str = "/usr/sbin/nginx";
 const API_KEY: &str = "test-api-key-7f3a9c";
 
 pub struct TestCa {
@@ -76,19 +76,8 @@ impl Nginx {
         write(&dir, "client-ca.pem", &client_ca.pem);
         let port = free_port();
         let d = dir.display();
-        let config = format!(
-            "daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    log_format calls '$request_uri auth=[$http_authorization] ns=[$http_temporal_namespace] client=[$ssl_client_s_dn]';
+        let http = format!(
+            "    log_format calls '$request_uri auth=[$http_authorization] ns=[$http_temporal_namespace] client=[$ssl_client_s_dn]';
     access_log {d}/access.log calls;
     server {{
         listen 127.0.0.1:{port} ssl http2;
@@ -104,10 +93,10 @@ http {{
             grpc_read_timeout 300s;
         }}
     }}
-}}
 ",
             upstream = dev_server().address
         );
+        let config = nginx_config(&dir, "", &http);
         let config_path = write(&dir, "nginx.conf", &config);
         let child = Command::new(NGINX)
             .args(["-c", config_path.to_str().unwrap(), "-p", dir.to_str().unwrap(), "-e"])
