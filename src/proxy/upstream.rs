@@ -231,9 +231,16 @@ impl UpstreamClient {
     }
 
     async fn sender(&self, slot: &ConnectionSlot) -> Result<http2::SendRequest<Body>, UpstreamCallError> {
-        if let Some(sender) = Self::open_connection(slot) {
-            return Ok(sender);
+        match Self::open_connection(slot) {
+            Some(sender) => Ok(sender),
+            // Boxed: connecting (TCP, TLS, the HTTP/2 handshake) is a future of a few
+            // kilobytes, which every call's future would otherwise carry and move.
+            None => Box::pin(self.connect(slot)).await,
         }
+    }
+
+    /// Opens the slot's connection, unless a caller that held the lock first already did.
+    async fn connect(&self, slot: &ConnectionSlot) -> Result<http2::SendRequest<Body>, UpstreamCallError> {
         let _connecting = slot.connecting.lock().await;
         if let Some(sender) = Self::open_connection(slot) {
             return Ok(sender);
