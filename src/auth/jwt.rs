@@ -1,9 +1,11 @@
 //! Verifies `Authorization: Bearer` JWTs against a JWKS, with pinned asymmetric algorithms.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use moka::future::Cache;
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 
@@ -37,6 +39,12 @@ const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// How long fetched keys are trusted before they are fetched again.
 const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
 const CLOCK_SKEW_SECONDS: u64 = 60;
+/// How long a verified token is taken on trust, at most; never past its own `exp`. Keys
+/// themselves are trusted for up to [`JWKS_MAX_AGE`], so this adds nothing to how long a
+/// retired key keeps working.
+const VERIFIED_TOKEN_TTL: Duration = Duration::from_secs(60);
+/// Verified tokens remembered at once: far more callers than one pod serves in a minute.
+const VERIFIED_TOKEN_CAPACITY: u64 = 2048;
 
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
@@ -74,6 +82,13 @@ pub struct Identity {
     pub claims: Value,
 }
 
+/// A token that passed verification, and until when (Unix seconds) that holds.
+#[derive(Clone)]
+struct VerifiedToken {
+    identity: Arc<Identity>,
+    expires_at: u64,
+}
+
 struct CachedKeys {
     keys: JwkSet,
     fetched_at: Instant,
@@ -84,6 +99,9 @@ pub struct JwtVerifier {
     http: reqwest::Client,
     keys: RwLock<Option<CachedKeys>>,
     last_fetch: Mutex<Option<Instant>>,
+    /// Each caller sends the same token with every request (the Web UI one per page of
+    /// events), and checking its signature costs more than decoding a payload.
+    verified: Cache<String, VerifiedToken>,
 }
 
 impl JwtVerifier {
@@ -97,11 +115,15 @@ impl JwtVerifier {
             http,
             keys: RwLock::new(None),
             last_fetch: Mutex::new(None),
+            verified: Cache::builder()
+                .max_capacity(VERIFIED_TOKEN_CAPACITY)
+                .time_to_live(VERIFIED_TOKEN_TTL)
+                .build(),
         }
     }
 
     /// Verifies the token from an `Authorization` header value.
-    pub async fn verify_header(&self, authorization: Option<&str>) -> Result<Identity, TokenError> {
+    pub async fn verify_header(&self, authorization: Option<&str>) -> Result<Arc<Identity>, TokenError> {
         let token = authorization
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(str::trim)
@@ -110,7 +132,28 @@ impl JwtVerifier {
         self.verify(token).await
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+    /// Verifies `token`, or finds it verified within the last minute and not yet expired.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
+        if let Some(verified) = self.verified.get(token).await {
+            if jsonwebtoken::get_current_timestamp() < verified.expires_at {
+                return Ok(verified.identity);
+            }
+            self.verified.invalidate(token).await;
+        }
+        let identity = Arc::new(self.check(token).await?);
+        // A fractional `exp` is valid but rare; such a token is simply checked every time.
+        if let Some(expires_at) = identity.claims.get("exp").and_then(Value::as_u64) {
+            let verified = VerifiedToken {
+                identity: Arc::clone(&identity),
+                expires_at,
+            };
+            self.verified.insert(token.to_owned(), verified).await;
+        }
+        Ok(identity)
+    }
+
+    /// Checks the token's signature and claims.
+    async fn check(&self, token: &str) -> Result<Identity, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|error| TokenError::Malformed(error.to_string()))?;
         if !ALLOWED_ALGORITHMS.contains(&header.alg) {
             return Err(TokenError::Algorithm(format!("{:?}", header.alg)));

@@ -123,6 +123,46 @@ async fn forged_expired_and_misaddressed_tokens_are_rejected() {
     proxy.stop().await;
 }
 
+/// A verified token is not checked again while it is remembered, and never past its `exp`.
+/// Observed through a retired key: a token it signed passes only while remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_token_is_remembered_until_it_expires() {
+    let idp = IdentityProvider::start().await;
+    let verifier = verifier(&idp);
+    let claims = idp.claims("ada@example.com");
+    let lasting = idp.sign(&claims);
+    let mut short_lived_claims = claims.clone();
+    short_lived_claims["exp"] = json!(jsonwebtoken::get_current_timestamp() + 34);
+    let short_lived = idp.sign(&short_lived_claims);
+    for token in [&lasting, &short_lived] {
+        assert_eq!(verifier.verify(token).await.unwrap().email, "ada@example.com");
+    }
+
+    idp.retire_key();
+    // Past the verifier's JWKS refetch interval, so an unknown key id makes it take the
+    // retired key's JWKS.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let unknown = verifier.verify(&idp.sign_with_kid(&claims, "another-key")).await;
+    assert!(unknown.is_err(), "a token under an unknown key id was accepted");
+    assert_eq!(idp.jwks_fetches.load(Ordering::SeqCst), 2);
+    let fresh = verifier.verify(&idp.sign(&claims)).await;
+    assert!(
+        fresh.is_err(),
+        "a token under the retired key was accepted without being remembered"
+    );
+
+    let remembered = verifier
+        .verify(&lasting)
+        .await
+        .unwrap_or_else(|error| panic!("a token verified under 40 s ago was checked again: {error}"));
+    assert_eq!(remembered.email, "ada@example.com");
+    while jsonwebtoken::get_current_timestamp() <= short_lived_claims["exp"].as_u64().unwrap() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let expired = verifier.verify(&short_lived).await;
+    assert!(expired.is_err(), "a remembered token was taken on trust past its exp");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissions_claim_decides_per_namespace() {
     let idp = IdentityProvider::start().await;

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use base64::Engine as _;
@@ -35,6 +35,8 @@ pub struct IdentityProvider {
     pub key_id: String,
     pkcs8: Vec<u8>,
     public_jwk: Value,
+    /// The JWKS document it serves.
+    jwks: Arc<Mutex<Bytes>>,
     pub jwks_fetches: Arc<AtomicUsize>,
 }
 
@@ -54,15 +56,17 @@ impl IdentityProvider {
             "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
             "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
         });
-        let jwks = Bytes::from(json!({"keys": [public_jwk]}).to_string());
+        let jwks = Arc::new(Mutex::new(Bytes::from(json!({"keys": [public_jwk]}).to_string())));
         let jwks_fetches = Arc::new(AtomicUsize::new(0));
         let address = serve_http1({
             let jwks_fetches = Arc::clone(&jwks_fetches);
+            let jwks = Arc::clone(&jwks);
             move |_| {
                 jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                let document = jwks.lock().unwrap().clone();
                 http::Response::builder()
                     .header("content-type", "application/json")
-                    .body(Full::new(jwks.clone()))
+                    .body(Full::new(document))
                     .unwrap()
             }
         })
@@ -72,8 +76,14 @@ impl IdentityProvider {
             key_id,
             pkcs8,
             public_jwk,
+            jwks,
             jwks_fetches,
         }
+    }
+
+    /// Takes the signing key out of the JWKS, as a provider does when it retires a key.
+    pub fn retire_key(&self) {
+        *self.jwks.lock().unwrap() = Bytes::from(json!({"keys": []}).to_string());
     }
 
     /// Claims of a valid token for `email`, to be adjusted by the caller.
