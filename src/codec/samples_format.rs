@@ -4,6 +4,8 @@
 //! data = 12-byte random nonce ‖ ciphertext ‖ 16-byte tag, no AAD; the plaintext is the
 //! original `Payload` exactly as serialized, so decryption gives back the same bytes.
 
+use std::cell::RefCell;
+
 use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
 
 use super::keyring::DataKey;
@@ -15,6 +17,37 @@ use crate::payload::view::{
 use crate::payload::wire::{FieldReader, WIRE_LEN, write_tag, write_varint};
 
 pub const TAG_LEN: usize = 16;
+/// Nonces drawn from the system's random generator at once, per thread.
+const NONCES_PER_DRAW: usize = 32;
+
+/// Random bytes for nonces, drawn a block at a time: a draw from the generator costs about
+/// as much as sealing a one-kilobyte payload. Each byte is handed out once.
+struct NoncePool {
+    bytes: [u8; NONCE_LEN * NONCES_PER_DRAW],
+    next: usize,
+}
+
+thread_local! {
+    static NONCE_POOL: RefCell<NoncePool> = const {
+        RefCell::new(NoncePool {
+            bytes: [0; NONCE_LEN * NONCES_PER_DRAW],
+            next: NONCE_LEN * NONCES_PER_DRAW,
+        })
+    };
+}
+
+fn random_nonce() -> Result<[u8; NONCE_LEN], WalkError> {
+    NONCE_POOL.with_borrow_mut(|pool| {
+        if pool.next == pool.bytes.len() {
+            aws_lc_rs::rand::fill(&mut pool.bytes).map_err(|_| WalkError::Encryption)?;
+            pool.next = 0;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&pool.bytes[pool.next..pool.next + NONCE_LEN]);
+        pool.next += NONCE_LEN;
+        Ok(nonce)
+    })
+}
 
 /// Writes the encrypted wrapper of `payload` (a serialized `Payload`) to `out`.
 ///
@@ -29,8 +62,7 @@ pub fn encrypt_payload(
     payload: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), WalkError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| WalkError::Encryption)?;
+    let nonce = random_nonce()?;
     if let Some(wrapped_key) = wrapped_key {
         write_metadata_entry(out, DATA_KEY_ENCRYPTED_KEY, wrapped_key);
     }

@@ -115,6 +115,29 @@ fn nonces_differ_between_encryptions() {
     assert_ne!(first.data[..12], second.data[..12]);
 }
 
+#[test]
+fn nonces_never_repeat_across_draws_and_threads() {
+    let codec = Arc::new(sample_codec());
+    let plaintext = payload_bytes(&vectors()["sample_codec_cases"][0]["plaintext"]);
+    let nonces_from_a_thread = || {
+        let codec = Arc::clone(&codec);
+        let plaintext = plaintext.clone();
+        std::thread::spawn(move || {
+            (0..500)
+                .map(|_| {
+                    let encrypted =
+                        Payload::decode(codec.encode(PAYLOAD_TYPE, &plaintext).unwrap().as_slice()).unwrap();
+                    encrypted.data[..12].to_vec()
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let threads = [nonces_from_a_thread(), nonces_from_a_thread()];
+    let nonces: Vec<Vec<u8>> = threads.into_iter().flat_map(|thread| thread.join().unwrap()).collect();
+    let distinct: std::collections::HashSet<&Vec<u8>> = nonces.iter().collect();
+    assert_eq!(distinct.len(), nonces.len(), "a nonce was used twice");
+}
+
 fn json_payload(text: &str) -> Vec<u8> {
     Payload {
         metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),

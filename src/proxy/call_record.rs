@@ -11,6 +11,7 @@ use http_body::{Frame, SizeHint};
 use tonic::Code;
 use tonic::body::Body;
 
+use super::headers::GRPC_STATUS;
 use crate::telemetry::Metrics;
 
 /// What is known about a call before its response body has been sent.
@@ -108,7 +109,7 @@ impl Drop for RecordedBody {
 
 fn grpc_status(headers: &HeaderMap) -> Option<Code> {
     headers
-        .get("grpc-status")
+        .get(GRPC_STATUS)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<i32>().ok())
         .map(Code::from_i32)

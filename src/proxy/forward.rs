@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::Frame;
 use http_body_util::{BodyExt as _, Full, Limited, StreamBody};
 use tonic::body::Body;
@@ -19,7 +19,7 @@ use super::grpc_frame::{
     FrameError, GRPC_ACCEPT_ENCODING, GRPC_ENCODING, MessageEncoding, SUPPORTED_ENCODINGS, decode_messages,
     encode_frame,
 };
-use super::headers::{grpc_timeout, remove_hop_by_hop};
+use super::headers::{GRPC_STATUS, grpc_timeout, remove_hop_by_hop};
 use super::upstream::UpstreamClient;
 use crate::auth::jwt::JwtVerifier;
 use crate::codec::{BLOCKING_THRESHOLD, Codec, KeyError, MessageKeys};
@@ -29,8 +29,8 @@ use crate::payload::schema::{self, MessageIndex, MethodSchema};
 use crate::payload::wire::{FieldReader, WIRE_LEN};
 use crate::telemetry::{Metrics, UNKNOWN_METHOD};
 
-const STATUS_DETAILS: &str = "grpc-status-details-bin";
-const TEMPORAL_NAMESPACE: &str = "temporal-namespace";
+const STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
+const TEMPORAL_NAMESPACE: HeaderName = HeaderName::from_static("temporal-namespace");
 /// How much of a non-gRPC answer is read to explain it.
 const NON_GRPC_BODY_LIMIT: usize = 4096;
 /// Room for the 5-byte prefix on top of the message limit.
@@ -279,7 +279,7 @@ impl Forwarder {
         added: &mut Duration,
     ) -> Result<ProxyResponse, Status> {
         let (mut parts, body) = response.into_parts();
-        if parts.headers.contains_key("grpc-status") {
+        if parts.headers.contains_key(GRPC_STATUS) {
             // A trailers-only answer: the status, and its details, are in the headers.
             self.decode_status_details(&mut parts.headers).await;
             return Ok(http::Response::from_parts(parts, body));

@@ -5,12 +5,13 @@ use std::io::Read as _;
 use bytes::{BufMut, Bytes, BytesMut};
 use flate2::Compression;
 use flate2::read::{GzDecoder, GzEncoder};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use tonic::{Code, Status};
 
 const PREFIX_LEN: usize = 5;
-pub const GRPC_ENCODING: &str = "grpc-encoding";
-pub const GRPC_ACCEPT_ENCODING: &str = "grpc-accept-encoding";
+// Header names as constants: looking one up by string parses the name on every call.
+pub const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+pub const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 /// The encodings the proxy reads; it always writes identity-encoded messages.
 pub const SUPPORTED_ENCODINGS: &str = "gzip";
 

@@ -2,20 +2,27 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderName};
 
 use super::grpc_frame::{GRPC_ACCEPT_ENCODING, GRPC_ENCODING};
 
-const HOP_BY_HOP: &[&str] = &["keep-alive", "proxy-connection"];
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Removes headers that describe one connection rather than the call.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE, HOST] {
+    for name in [
+        CONNECTION,
+        TRANSFER_ENCODING,
+        UPGRADE,
+        HOST,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+    ] {
         headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
     }
 }
 
@@ -28,7 +35,7 @@ pub fn remove_body_encoding(headers: &mut HeaderMap) {
 
 /// The call's deadline from `grpc-timeout` (`<digits><unit>`, unit one of H M S m u n).
 pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 {
         return None;
@@ -61,7 +68,7 @@ mod tests {
             ("123456789S", None),
             ("10x", None),
         ] {
-            headers.insert("grpc-timeout", value.parse().unwrap());
+            headers.insert(GRPC_TIMEOUT, value.parse().unwrap());
             assert_eq!(grpc_timeout(&headers), expected, "{value}");
         }
     }

@@ -61,7 +61,9 @@ async fn serve_connection<I>(
 {
     let service = service_fn(move |request| {
         let forwarder = Arc::clone(&forwarder);
-        async move { Ok::<_, std::convert::Infallible>(forwarder.handle(request, caller).await) }
+        // Boxed: hyper and tokio move a call's future several times to spawn and finish
+        // it, and this one is large; a pointer is cheaper to move than the whole state.
+        Box::pin(async move { Ok::<_, std::convert::Infallible>(forwarder.handle(request, caller).await) })
     });
     let connection = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
