@@ -291,8 +291,6 @@ impl Bench {
             duration: TARGET_ROUND_TIME,
         };
         print_phase_header();
-        let mut added_p50 = Vec::with_capacity(TARGET_ROUNDS);
-        let mut added_p99 = Vec::with_capacity(TARGET_ROUNDS);
         let mut proxied_rounds = Vec::with_capacity(TARGET_ROUNDS);
         let mut direct_rounds = Vec::with_capacity(TARGET_ROUNDS);
         for round in 1..=TARGET_ROUNDS {
@@ -306,8 +304,6 @@ impl Bench {
             let (direct, proxied) = if direct_first { (first, second) } else { (second, first) };
             print_phase(&format!("direct {round}"), &direct);
             print_phase(&format!("proxied {round}"), &proxied);
-            added_p50.push(latency_difference(&proxied, &direct, 0.50));
-            added_p99.push(latency_difference(&proxied, &direct, 0.99));
             proxied_rounds.push(proxied);
             direct_rounds.push(direct);
         }
@@ -319,6 +315,14 @@ impl Bench {
             },
         );
         print_phase(self.targets[NGINX_TARGET].name, &nginx);
+        let added_by_proxy = |quantile| -> Vec<f64> {
+            direct_rounds
+                .iter()
+                .zip(&proxied_rounds)
+                .map(|(direct, proxied)| latency_difference(proxied, direct, quantile))
+                .collect()
+        };
+        let (mut added_p50, mut added_p99) = (added_by_proxy(0.50), added_by_proxy(0.99));
         let list = |differences: &[f64]| {
             differences
                 .iter()

@@ -21,7 +21,7 @@ pub const TAG_LEN: usize = 16;
 const NONCES_PER_DRAW: usize = 32;
 
 /// Random bytes for nonces, drawn a block at a time: a draw from the generator costs about
-/// as much as sealing a one-kilobyte payload. Each byte is handed out once.
+/// half as much as sealing a one-kilobyte payload. Each byte is handed out once.
 struct NoncePool {
     bytes: [u8; NONCE_LEN * NONCES_PER_DRAW],
     next: usize,
