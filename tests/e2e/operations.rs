@@ -395,9 +395,12 @@ fn resources(pid: u32) -> (u64, usize) {
 const LONG_POLLS: usize = 1000;
 const LOAD_DURATION: Duration = Duration::from_secs(60);
 /// The server answers an empty long poll one second before its deadline; on a busy host
-/// the answer can miss that second. A poller treats a deadline reached as an empty answer
+/// the answer can miss that second, the more so when many deadlines fall together, so the
+/// pollers' deadlines are spread over ten seconds. A poller treats a deadline reached as an empty answer
 /// and polls again, as the SDKs do, but only a few may end that way.
 const MAX_DEADLINES_REACHED: usize = LONG_POLLS / 100;
+const DEADLINE_SPREAD_STEPS: usize = 20;
+const DEADLINE_SPREAD_STEP: Duration = Duration::from_millis(500);
 
 /// How one long poller fared: answers, and polls that ran into their deadline.
 #[derive(Default)]
@@ -449,7 +452,8 @@ async fn a_thousand_long_polls_held_for_a_minute_with_unary_traffic_and_no_error
                 });
                 let timeout = LOAD_DURATION
                     .saturating_sub(started.elapsed())
-                    .max(Duration::from_secs(5));
+                    .max(Duration::from_secs(5))
+                    + DEADLINE_SPREAD_STEP * (index % DEADLINE_SPREAD_STEPS) as u32;
                 request.set_timeout(timeout);
                 let sent = Instant::now();
                 match workflows.poll_activity_task_queue(request).await {
