@@ -20,6 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message as _;
 use temporal_codec_proxy::proxy::coalescing_io::CoalescingIo;
+use temporal_codec_proxy::proxy::upstream::{CONNECTION_WINDOW, STREAM_WINDOW};
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution};
 use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
 use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
@@ -711,8 +712,15 @@ async fn start_upstream(stats: Arc<UpstreamStats>) -> std::io::Result<SocketAddr
             let stats = Arc::clone(&stats);
             tokio::spawn(async move {
                 let service = service_fn(move |request| answer_query(request, Arc::clone(&stats)));
+                // The proxy's own windows. With hyper's 1 MiB default, a backlog of calls
+                // fills the window, the proxy's h2 then sends requests in pieces as the
+                // window reopens, and this server's h2 closes the connection once it holds
+                // too many small DATA frames (GOAWAY ENHANCE_YOUR_CALM), failing every
+                // call on it: a limit of this test server, not of the proxy.
                 let _ = http2::Builder::new(TokioExecutor::new())
                     .max_concurrent_streams(4096)
+                    .initial_connection_window_size(CONNECTION_WINDOW)
+                    .initial_stream_window_size(STREAM_WINDOW)
                     .serve_connection(TokioIo::new(CoalescingIo::new(stream)), service)
                     .await;
             });
