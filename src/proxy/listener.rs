@@ -72,7 +72,7 @@ async fn serve_connection<I>(
         .initial_connection_window_size(super::upstream::CONNECTION_WINDOW)
         .initial_stream_window_size(super::upstream::STREAM_WINDOW)
         .max_concurrent_streams(4096)
-        .max_header_list_size(1 << 20)
+        .max_header_list_size(super::upstream::MAX_HEADER_LIST_BYTES)
         .keep_alive_interval(super::upstream::KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(super::upstream::KEEP_ALIVE_TIMEOUT)
         .serve_connection(io, service);

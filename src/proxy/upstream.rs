@@ -6,20 +6,22 @@ use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::Bytes;
+use h2::client::SendRequest;
+use h2::{Reason, RecvStream, SendStream};
 use http::Uri;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use hyper::body::Incoming;
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use http_body::{Body as _, Frame};
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tonic::body::Body;
 
 use super::coalescing_io::CoalescingIo;
@@ -34,6 +36,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// is noticed dead within a minute.
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The largest header block accepted from either side: big enough for any
+/// `grpc-status-details-bin` the upstream sends.
+pub const MAX_HEADER_LIST_BYTES: u32 = 1 << 20;
 
 /// The most HTTP/2 connections to the upstream one proxy opens.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -154,7 +159,7 @@ struct ClientShared {
 /// One of the upstream connections, and how many calls are waiting on it.
 #[derive(Default)]
 struct ConnectionSlot {
-    current: std::sync::Mutex<Option<http2::SendRequest<Body>>>,
+    current: std::sync::Mutex<Option<OpenConnection>>,
     /// Held while connecting, so that callers arriving meanwhile wait for that connection
     /// rather than opening their own.
     connecting: tokio::sync::Mutex<()>,
@@ -192,7 +197,7 @@ impl UpstreamClient {
 
     /// Sends `request` upstream, addressed to the upstream's scheme and authority, on the
     /// connection with the fewest calls waiting for an answer.
-    pub async fn send(&self, request: http::Request<Body>) -> Result<http::Response<Incoming>, UpstreamCallError> {
+    pub async fn send(&self, request: http::Request<Body>) -> Result<http::Response<UpstreamBody>, UpstreamCallError> {
         let (mut parts, body) = request.into_parts();
         let mut uri = std::mem::take(&mut parts.uri).into_parts();
         uri.scheme = Some(self.shared.scheme.clone());
@@ -209,11 +214,22 @@ impl UpstreamClient {
                 (slot, Some(CallOnConnection::start(slot)))
             }
         };
-        let mut sender = self.sender(slot).await?;
-        sender
-            .send_request(http::Request::from_parts(parts, body))
-            .await
-            .map_err(UpstreamCallError::Http)
+        let mut sender = self.ready_sender(slot).await?;
+        let end_of_stream = body.is_end_stream();
+        let (response, request_stream) = sender
+            .send_request(http::Request::from_parts(parts, ()), end_of_stream)
+            .map_err(UpstreamCallError::Http)?;
+        let call = if end_of_stream {
+            None
+        } else {
+            BodySender::start(body, request_stream).await
+        };
+        let response = response.await.map_err(UpstreamCallError::Http)?;
+        Ok(response.map(|stream| UpstreamBody {
+            stream,
+            state: BodyState::Data,
+            _call: call,
+        }))
     }
 
     fn least_busy_connection(&self) -> &ConnectionSlot {
@@ -225,12 +241,35 @@ impl UpstreamClient {
             .expect("at least one connection")
     }
 
-    fn open_connection(slot: &ConnectionSlot) -> Option<http2::SendRequest<Body>> {
-        let current = slot.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        current.as_ref().filter(|sender| !sender.is_closed()).cloned()
+    /// A sender that may start a stream now. A connection that can start no more streams
+    /// (the upstream sent GOAWAY, as a server does when it restarts or ages its
+    /// connections out) is left to finish its calls, and the call goes on a new one.
+    async fn ready_sender(&self, slot: &ConnectionSlot) -> Result<SendRequest<Bytes>, UpstreamCallError> {
+        let connection = self.sender(slot).await?;
+        match connection.sender.ready().await {
+            Ok(sender) => Ok(sender),
+            Err(error) => {
+                tracing::debug!(%error, "upstream connection takes no new calls; opening another");
+                connection.ended.store(true, Ordering::Release);
+                self.sender(slot)
+                    .await?
+                    .sender
+                    .ready()
+                    .await
+                    .map_err(UpstreamCallError::Http)
+            }
+        }
     }
 
-    async fn sender(&self, slot: &ConnectionSlot) -> Result<http2::SendRequest<Body>, UpstreamCallError> {
+    fn open_connection(slot: &ConnectionSlot) -> Option<OpenConnection> {
+        let current = slot.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        current
+            .as_ref()
+            .filter(|connection| !connection.ended.load(Ordering::Acquire))
+            .cloned()
+    }
+
+    async fn sender(&self, slot: &ConnectionSlot) -> Result<OpenConnection, UpstreamCallError> {
         match Self::open_connection(slot) {
             Some(sender) => Ok(sender),
             // Boxed: connecting (TCP, TLS, the HTTP/2 handshake) is a future of a few
@@ -240,7 +279,7 @@ impl UpstreamClient {
     }
 
     /// Opens the slot's connection, unless a caller that held the lock first already did.
-    async fn connect(&self, slot: &ConnectionSlot) -> Result<http2::SendRequest<Body>, UpstreamCallError> {
+    async fn connect(&self, slot: &ConnectionSlot) -> Result<OpenConnection, UpstreamCallError> {
         let _connecting = slot.connecting.lock().await;
         if let Some(sender) = Self::open_connection(slot) {
             return Ok(sender);
@@ -249,32 +288,206 @@ impl UpstreamClient {
             .await
             .map_err(|_| UpstreamCallError::Connect(io::Error::from(io::ErrorKind::TimedOut)))?
             .map_err(UpstreamCallError::Connect)?;
-        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
+        let (sender, mut connection) = h2::client::Builder::new()
             // Fixed, large windows rather than adaptive ones: h2 allows a burst of small DATA
             // frames (a thousand long polls answered at once) up to half the connection
             // window, and an adaptive window starts at 64 KiB.
             .initial_connection_window_size(CONNECTION_WINDOW)
-            .initial_stream_window_size(STREAM_WINDOW)
-            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
-            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-            .keep_alive_while_idle(true)
-            .handshake(io)
+            .initial_window_size(STREAM_WINDOW)
+            .max_header_list_size(MAX_HEADER_LIST_BYTES)
+            .enable_push(false)
+            .handshake::<_, Bytes>(io)
             .await
             .map_err(UpstreamCallError::Http)?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
+        let ping_pong = connection.ping_pong();
+        let ended = Arc::new(AtomicBool::new(false));
+        tokio::spawn(drive_connection(connection, ping_pong, Arc::clone(&ended)));
+        let connection = OpenConnection { sender, ended };
+        *slot.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(connection.clone());
+        Ok(connection)
+    }
+}
+
+/// An HTTP/2 connection to the upstream that calls may still start streams on.
+#[derive(Clone)]
+struct OpenConnection {
+    sender: SendRequest<Bytes>,
+    /// Set once the connection has ended, so the next call opens a new one.
+    ended: Arc<AtomicBool>,
+}
+
+/// Runs the connection until it ends or a keepalive ping goes unanswered, which drops it
+/// and fails the calls still on it.
+async fn drive_connection(
+    connection: h2::client::Connection<Box<dyn UpstreamIo>, Bytes>,
+    ping_pong: Option<h2::PingPong>,
+    ended: Arc<AtomicBool>,
+) {
+    let keep_alive = async move {
+        let Some(mut ping_pong) = ping_pong else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(KEEP_ALIVE_INTERVAL).await;
+            match tokio::time::timeout(KEEP_ALIVE_TIMEOUT, ping_pong.ping(h2::Ping::opaque())).await {
+                Ok(Ok(_pong)) => {}
+                Ok(Err(error)) => return format!("keepalive ping failed: {error}"),
+                Err(_) => {
+                    return format!(
+                        "no answer to a keepalive ping within {} s",
+                        KEEP_ALIVE_TIMEOUT.as_secs()
+                    );
+                }
+            }
+        }
+    };
+    tokio::select! {
+        result = connection => {
+            if let Err(error) = result {
                 tracing::debug!(%error, "upstream connection ended with an error");
             }
-        });
-        *slot.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sender.clone());
-        Ok(sender)
+        }
+        reason = keep_alive => tracing::warn!(%reason, "closed the upstream connection"),
+    }
+    ended.store(true, Ordering::Release);
+}
+
+/// Sends a request body that was not complete when its headers went upstream, as the
+/// stream's flow-control window allows, so a slow upstream slows the caller down.
+struct BodySender {
+    body: Body,
+    stream: SendStream<Bytes>,
+    /// Resolves when the call is over (its response dropped): the rest is not sent.
+    call_over: Option<oneshot::Receiver<()>>,
+}
+
+impl BodySender {
+    /// Sends what the body has ready. When more is to come, a task sends the rest, and the
+    /// sender returned tells it, by being dropped, that the call is over.
+    async fn start(body: Body, stream: SendStream<Bytes>) -> Option<oneshot::Sender<()>> {
+        let mut sender = Self {
+            body,
+            stream,
+            call_over: None,
+        };
+        if std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut sender).poll(cx)))
+            .await
+            .is_ready()
+        {
+            return None;
+        }
+        let (call, call_over) = oneshot::channel();
+        sender.call_over = Some(call_over);
+        tokio::spawn(sender);
+        Some(call)
+    }
+}
+
+impl Future for BodySender {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if let Some(call_over) = &mut this.call_over
+            && Pin::new(call_over).poll(cx).is_ready()
+        {
+            this.stream.send_reset(Reason::CANCEL);
+            return Poll::Ready(());
+        }
+        loop {
+            if this.stream.poll_reset(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            // Wait for window before taking more from the caller.
+            this.stream.reserve_capacity(1);
+            if this.stream.capacity() == 0 {
+                match ready!(this.stream.poll_capacity(cx)) {
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return Poll::Ready(()),
+                }
+            }
+            let sent = match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let end = this.body.is_end_stream();
+                        this.stream.send_data(data, end).map(|()| end)
+                    }
+                    Err(frame) => match frame.into_trailers() {
+                        Ok(trailers) => this.stream.send_trailers(trailers).map(|()| true),
+                        Err(_) => Ok(false),
+                    },
+                },
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "the caller's request body failed; resetting the upstream stream");
+                    this.stream.send_reset(Reason::CANCEL);
+                    Ok(true)
+                }
+                None => this.stream.send_data(Bytes::new(), true).map(|()| true),
+            };
+            match sent {
+                Ok(false) => {}
+                Ok(true) | Err(_) => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+/// A response body from the upstream. Flow-control window is handed back as the data is
+/// taken, so the upstream sends no faster than the caller reads.
+pub struct UpstreamBody {
+    stream: RecvStream,
+    state: BodyState,
+    /// Dropped with the body: a request body still being sent then stops.
+    _call: Option<oneshot::Sender<()>>,
+}
+
+enum BodyState {
+    Data,
+    Trailers,
+    Done,
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let this = &mut *self;
+        if let BodyState::Data = this.state {
+            match ready!(this.stream.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Cannot fail: the capacity released is what this data used.
+                    let _ = this.stream.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(error)) => {
+                    this.state = BodyState::Done;
+                    return Poll::Ready(Some(Err(error)));
+                }
+                None => this.state = BodyState::Trailers,
+            }
+        }
+        if let BodyState::Done = this.state {
+            return Poll::Ready(None);
+        }
+        let trailers = ready!(this.stream.poll_trailers(cx));
+        this.state = BodyState::Done;
+        Poll::Ready(trailers.map(|trailers| trailers.map(Frame::trailers)).transpose())
+    }
+
+    /// True at once for a trailers-only answer, so it reaches the caller as one: gRPC
+    /// clients read a status only from a header block that ends the stream.
+    fn is_end_stream(&self) -> bool {
+        match self.state {
+            BodyState::Done => true,
+            BodyState::Data | BodyState::Trailers => self.stream.is_end_stream(),
+        }
     }
 }
 
 /// Lets tonic's client speak through the upstream connection (the readiness check).
 impl tower::Service<http::Request<Body>> for UpstreamClient {
-    type Response = http::Response<Incoming>;
+    type Response = http::Response<UpstreamBody>;
     type Error = UpstreamCallError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -294,7 +507,7 @@ pub enum UpstreamCallError {
     #[error("connecting failed: {0}")]
     Connect(io::Error),
     #[error("{0}")]
-    Http(hyper::Error),
+    Http(h2::Error),
     #[error("the request cannot be addressed upstream: {0}")]
     Request(String),
 }
@@ -358,12 +571,12 @@ struct ConnectorTls {
 }
 
 impl Connector {
-    async fn connect(&self) -> io::Result<TokioIo<Box<dyn UpstreamIo>>> {
+    async fn connect(&self) -> io::Result<Box<dyn UpstreamIo>> {
         let tcp = TcpStream::connect(&self.address).await?;
         tcp.set_nodelay(true)?;
         let tcp = CoalescingIo::new(tcp);
         let Some(tls) = &self.tls else {
-            return Ok(TokioIo::new(Box::new(tcp)));
+            return Ok(Box::new(tcp));
         };
         let tls_stream = tokio_rustls::TlsConnector::from(tls.config.current())
             .connect(tls.server_name.clone(), tcp)
@@ -374,7 +587,7 @@ impl Connector {
                 self.address
             )));
         }
-        Ok(TokioIo::new(Box::new(tls_stream)))
+        Ok(Box::new(tls_stream))
     }
 }
 

@@ -267,7 +267,7 @@ async fn errors_come_back_with_status_message_and_details_unchanged() {
         .unwrap_err();
     let proxied = client(&proxy.address())
         .await
-        .describe_workflow_execution(request)
+        .describe_workflow_execution(request.clone())
         .await
         .unwrap_err();
     assert_eq!(direct.code(), Code::NotFound);
@@ -275,7 +275,32 @@ async fn errors_come_back_with_status_message_and_details_unchanged() {
     assert_eq!(proxied.message(), direct.message());
     assert!(!direct.details().is_empty());
     assert_eq!(proxied.details(), direct.details());
+    let path = "/temporal.api.workflowservice.v1.WorkflowService/DescribeWorkflowExecution";
+    assert!(answer_is_trailers_only(&server.address, path, &request.encode_to_vec()).await);
+    assert!(
+        answer_is_trailers_only(&proxy.address(), path, &request.encode_to_vec()).await,
+        "the server's trailers-only answer came through the proxy as headers, then trailers"
+    );
     proxy.stop().await;
+}
+
+/// Whether the failed call's answer is trailers-only: one header block that ends the
+/// stream, the only place some clients (grpc-go among them) read such a call's status.
+async fn answer_is_trailers_only(address: &str, path: &str, message: &[u8]) -> bool {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (sender, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut sender = sender.ready().await.unwrap();
+    let request = http::Request::post(format!("http://{address}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut request_body) = sender.send_request(request, false).unwrap();
+    request_body.send_data(encode_frame(message), true).unwrap();
+    let response = response.await.unwrap();
+    assert!(response.headers().contains_key("grpc-status"), "{response:?}");
+    response.body().is_end_stream()
 }
 
 fn long_poll(seconds: u64) -> tonic::Request<PollActivityTaskQueueRequest> {

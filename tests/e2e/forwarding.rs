@@ -1,7 +1,12 @@
 //! What crosses the proxy besides payloads: metadata, error details, streams.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
+use hyper::service::service_fn;
 use prost::Message as _;
 use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
 use temporal_codec_proxy::payload::schema::PAYLOAD_TYPE;
@@ -14,6 +19,8 @@ use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
 use temporalio_protos::temporal::api::errordetails::v1::QueryFailedFailure;
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::workflowservice::v1::{QueryWorkflowResponse, StartWorkflowExecutionRequest};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tonic::Code;
 use tonic::transport::Endpoint;
 use tower::ServiceExt as _;
@@ -218,5 +225,97 @@ async fn gzip_responses_are_decompressed_and_decrypted() {
     assert!(headers.get("grpc-encoding").is_none(), "{headers:?}");
     assert_eq!(body[0], 0);
     assert_eq!(QueryWorkflowResponse::decode(&body[5..]).unwrap(), plaintext);
+    proxy.stop().await;
+}
+
+/// Serves one connection of the going-away upstream. On the first connection the first
+/// call makes the server send GOAWAY, as a server does when it restarts or ages its
+/// connections out, and is answered only once `release` is notified.
+async fn serve_going_away(stream: tokio::net::TcpStream, first_connection: bool, events: Arc<GoingAway>) {
+    let (go_away, gone_away) = tokio::sync::oneshot::channel::<()>();
+    let go_away = std::sync::Mutex::new(Some(go_away));
+    let events_for_calls = Arc::clone(&events);
+    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+        let started_go_away = if first_connection {
+            go_away.lock().unwrap().take()
+        } else {
+            None
+        };
+        let events = Arc::clone(&events_for_calls);
+        async move {
+            let _ = request.into_body().collect().await;
+            if let Some(go_away) = started_go_away {
+                go_away.send(()).unwrap();
+                events.first_call_arrived.notify_one();
+                events.release.notified().await;
+            }
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", "0".parse().unwrap());
+            let body = Full::new(encode_frame(&[])).with_trailers(async move { Some(Ok(trailers)) });
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(body)
+                    .unwrap(),
+            )
+        }
+    });
+    let connection = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        Ok(()) = gone_away => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+#[derive(Default)]
+struct GoingAway {
+    connections: AtomicUsize,
+    first_call_arrived: Notify,
+    release: Notify,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_upstream_goaway_calls_in_flight_finish_and_new_calls_take_a_new_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let events = Arc::new(GoingAway::default());
+    tokio::spawn({
+        let events = Arc::clone(&events);
+        async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let first_connection = events.connections.fetch_add(1, Ordering::SeqCst) == 0;
+                tokio::spawn(serve_going_away(stream, first_connection, Arc::clone(&events)));
+            }
+        }
+    });
+    let proxy = TestProxy::start(&upstream.to_string(), &[("k", random_key())]).await;
+    let in_flight = tokio::spawn({
+        let address = proxy.address();
+        async move { call(&address, GET_SYSTEM_INFO, &[], encode_frame(&[])).await }
+    });
+    events.first_call_arrived.notified().await;
+    // Time for the GOAWAY to reach the proxy before the next call.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let headers = call(&proxy.address(), GET_SYSTEM_INFO, &[], encode_frame(&[])).await;
+    assert_eq!(
+        headers["grpc-status"], "0",
+        "a call after the GOAWAY failed: {headers:?}"
+    );
+    assert_eq!(
+        events.connections.load(Ordering::SeqCst),
+        2,
+        "the call after the GOAWAY did not go on a new connection"
+    );
+    events.release.notify_one();
+    let headers = in_flight.await.unwrap();
+    assert_eq!(
+        headers["grpc-status"], "0",
+        "the call in flight at the GOAWAY failed: {headers:?}"
+    );
     proxy.stop().await;
 }
