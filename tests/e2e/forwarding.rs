@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt as _, Full};
 use hyper::service::service_fn;
 use prost::Message as _;
@@ -317,5 +317,71 @@ async fn after_an_upstream_goaway_calls_in_flight_finish_and_new_calls_take_a_ne
         headers["grpc-status"], "0",
         "the call in flight at the GOAWAY failed: {headers:?}"
     );
+    proxy.stop().await;
+}
+
+const SERVER_REFLECTION: &str = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads the next gRPC message from `answers`, handing the flow-control window back.
+async fn next_message(answers: &mut h2::RecvStream, buffered: &mut BytesMut) -> Bytes {
+    loop {
+        if buffered.len() >= 5 {
+            let length = u32::from_be_bytes(buffered[1..5].try_into().unwrap()) as usize;
+            if buffered.len() >= 5 + length {
+                let message = buffered.split_to(5 + length);
+                return message.freeze().slice(5..);
+            }
+        }
+        let chunk = answers
+            .data()
+            .await
+            .expect("the stream ended before a whole message")
+            .unwrap();
+        answers.flow_control().release_capacity(chunk.len()).unwrap();
+        buffered.extend_from_slice(&chunk);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bidirectional_stream_passes_through_one_message_at_a_time() {
+    let proxy = TestProxy::start(&dev_server().address, &[("k", random_key())]).await;
+    let address = proxy.address();
+    let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let (sender, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut sender = sender.ready().await.unwrap();
+    let request = http::Request::post(format!("http://{address}{SERVER_REFLECTION}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut requests) = sender.send_request(request, false).unwrap();
+    // ServerReflectionRequest { list_services: "" }: field 7, an empty string.
+    let list_services = encode_frame(&[0x3a, 0x00]);
+    requests.send_data(list_services.clone(), false).unwrap();
+    let response = tokio::time::timeout(ANSWER_TIMEOUT, response)
+        .await
+        .expect("no response to the first request")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut answers = response.into_body();
+    let mut buffered = BytesMut::new();
+    let service = b"temporal.api.workflowservice.v1.WorkflowService";
+    let first = tokio::time::timeout(ANSWER_TIMEOUT, next_message(&mut answers, &mut buffered))
+        .await
+        .expect("no answer to the first request");
+    assert!(
+        first.windows(service.len()).any(|window| window == service),
+        "{first:?}"
+    );
+    // The request stream is still open: the server answers a second request on it.
+    requests.send_data(list_services, true).unwrap();
+    let second = tokio::time::timeout(ANSWER_TIMEOUT, next_message(&mut answers, &mut buffered))
+        .await
+        .expect("no answer to the second request, sent after the first answer");
+    assert_eq!(second, first);
+    let trailers = answers.trailers().await.unwrap().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0", "{trailers:?}");
     proxy.stop().await;
 }
