@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::relay::Relay;
 use crate::support::{
-    FAULTS_NAMESPACE, TestProxy, dev_server, random_key, raw_history_dev_server, started_input, unique,
+    FAULTS_NAMESPACE, TestProxy, dev_server, random_key, raw_h2_call, raw_history_dev_server, started_input, unique,
 };
 
 const START_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
@@ -287,16 +287,7 @@ async fn errors_come_back_with_status_message_and_details_unchanged() {
 /// Whether the failed call's answer is trailers-only: one header block that ends the
 /// stream, the only place some clients (grpc-go among them) read such a call's status.
 async fn answer_is_trailers_only(address: &str, path: &str, message: &[u8]) -> bool {
-    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-    let (sender, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut sender = sender.ready().await.unwrap();
-    let request = http::Request::post(format!("http://{address}{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let (response, mut request_body) = sender.send_request(request, false).unwrap();
+    let (response, mut request_body) = raw_h2_call(address, path).await;
     request_body.send_data(encode_frame(message), true).unwrap();
     let response = response.await.unwrap();
     assert!(response.headers().contains_key("grpc-status"), "{response:?}");

@@ -27,7 +27,7 @@ use tower::ServiceExt as _;
 use zeroize::Zeroizing;
 
 use crate::echo_upstream::{ECHO_PREFIX, EchoUpstream, FAIL_HEADER, GZIP_HEADER};
-use crate::support::{TestProxy, dev_server, random_key};
+use crate::support::{TestProxy, dev_server, random_key, raw_h2_call};
 
 const QUERY_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/QueryWorkflow";
 const GET_SYSTEM_INFO: &str = "/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo";
@@ -346,17 +346,7 @@ async fn next_message(answers: &mut h2::RecvStream, buffered: &mut BytesMut) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bidirectional_stream_passes_through_one_message_at_a_time() {
     let proxy = TestProxy::start(&dev_server().address, &[("k", random_key())]).await;
-    let address = proxy.address();
-    let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let (sender, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut sender = sender.ready().await.unwrap();
-    let request = http::Request::post(format!("http://{address}{SERVER_REFLECTION}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let (response, mut requests) = sender.send_request(request, false).unwrap();
+    let (response, mut requests) = raw_h2_call(&proxy.address(), SERVER_REFLECTION).await;
     // ServerReflectionRequest { list_services: "" }: field 7, an empty string.
     let list_services = encode_frame(&[0x3a, 0x00]);
     requests.send_data(list_services.clone(), false).unwrap();

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::HeaderValue;
 use prost::Message as _;
 use temporal_codec_proxy::auth::Authenticator;
@@ -480,4 +481,19 @@ pub async fn post_payloads(
         .unwrap();
     let status = response.status();
     (status, response.json().await.unwrap())
+}
+
+/// Opens a gRPC call to `path` on a raw HTTP/2 connection to `address`, for what a gRPC
+/// client hides: whether a header block ends the stream, or a request stream left open.
+pub async fn raw_h2_call(address: &str, path: &str) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (sender, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut sender = sender.ready().await.unwrap();
+    let request = http::Request::post(format!("http://{address}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    sender.send_request(request, false).unwrap()
 }
