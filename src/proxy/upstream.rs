@@ -225,11 +225,7 @@ impl UpstreamClient {
             BodySender::start(body, request_stream).await
         };
         let response = response.await.map_err(UpstreamCallError::Http)?;
-        Ok(response.map(|stream| UpstreamBody {
-            stream,
-            state: BodyState::Data,
-            _call: call,
-        }))
+        Ok(response.map(|stream| UpstreamBody { stream, _call: call }))
     }
 
     fn least_busy_connection(&self) -> &ConnectionSlot {
@@ -433,18 +429,13 @@ impl Future for BodySender {
 }
 
 /// A response body from the upstream. Flow-control window is handed back as the data is
-/// taken, so the upstream sends no faster than the caller reads.
+/// taken, so the upstream sends no faster than the caller reads. h2 keeps the stream's
+/// state: once the data is over it answers `None` again, and once the trailers are taken
+/// the stream has ended.
 pub struct UpstreamBody {
     stream: RecvStream,
-    state: BodyState,
     /// Dropped with the body: a request body still being sent then stops.
     _call: Option<oneshot::Sender<()>>,
-}
-
-enum BodyState {
-    Data,
-    Trailers,
-    Done,
 }
 
 impl http_body::Body for UpstreamBody {
@@ -452,36 +443,25 @@ impl http_body::Body for UpstreamBody {
     type Error = h2::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
-        let this = &mut *self;
-        if let BodyState::Data = this.state {
-            match ready!(this.stream.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    // Cannot fail: the capacity released is what this data used.
-                    let _ = this.stream.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(error)) => {
-                    this.state = BodyState::Done;
-                    return Poll::Ready(Some(Err(error)));
-                }
-                None => this.state = BodyState::Trailers,
+        let stream = &mut self.stream;
+        match ready!(stream.poll_data(cx)) {
+            Some(Ok(data)) => {
+                // Cannot fail: the capacity released is what this data used.
+                let _ = stream.flow_control().release_capacity(data.len());
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Some(Err(error)) => Poll::Ready(Some(Err(error))),
+            None => {
+                let trailers = ready!(stream.poll_trailers(cx));
+                Poll::Ready(trailers.map(|trailers| trailers.map(Frame::trailers)).transpose())
             }
         }
-        if let BodyState::Done = this.state {
-            return Poll::Ready(None);
-        }
-        let trailers = ready!(this.stream.poll_trailers(cx));
-        this.state = BodyState::Done;
-        Poll::Ready(trailers.map(|trailers| trailers.map(Frame::trailers)).transpose())
     }
 
     /// True at once for a trailers-only answer, so it reaches the caller as one: gRPC
     /// clients read a status only from a header block that ends the stream.
     fn is_end_stream(&self) -> bool {
-        match self.state {
-            BodyState::Done => true,
-            BodyState::Data | BodyState::Trailers => self.stream.is_end_stream(),
-        }
+        self.stream.is_end_stream()
     }
 }
 
