@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use h2::client::SendRequest;
 use http_body::Frame;
 use http_body_util::{BodyExt as _, StreamBody};
 use hyper::body::Incoming;
@@ -23,11 +24,9 @@ use temporal_codec_proxy::proxy::coalescing_io::CoalescingIo;
 use temporal_codec_proxy::proxy::upstream::{CONNECTION_WINDOW, STREAM_WINDOW};
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution};
 use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
-use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
 use temporalio_protos::temporal::api::workflowservice::v1::{QueryWorkflowRequest, QueryWorkflowResponse};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
-use tonic::transport::{Channel, Endpoint};
 
 use nginx_config::{NGINX, nginx_config};
 
@@ -380,36 +379,69 @@ impl Bench {
 /// not the upstream itself.
 struct Target {
     name: &'static str,
-    clients: Vec<WorkflowServiceClient<Channel>>,
+    /// The full address of the method: nginx, like a gRPC server may, wants the authority.
+    query_uri: http::Uri,
+    connections: Vec<SendRequest<Bytes>>,
     process: Option<ServedProcess>,
 }
 
 impl Target {
     async fn connect(name: &'static str, addr: SocketAddr, process: Option<ServedProcess>) -> Self {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .expect("valid address")
-            .tcp_nodelay(true);
-        let mut clients = Vec::with_capacity(CONNECTIONS);
-        // Each `connect` opens its own HTTP/2 connection.
+        let mut connections = Vec::with_capacity(CONNECTIONS);
         for _ in 0..CONNECTIONS {
-            let channel = endpoint
-                .connect()
+            let connection = open_connection(addr)
                 .await
                 .unwrap_or_else(|error| panic!("connecting to {name} at {addr}: {error}"));
-            clients.push(WorkflowServiceClient::new(channel));
+            connections.push(connection);
         }
-        Self { name, clients, process }
+        Self {
+            name,
+            query_uri: format!("http://{addr}{QUERY_PATH}").parse().expect("valid URI"),
+            connections,
+            process,
+        }
     }
 
-    fn client(&self, index: usize) -> WorkflowServiceClient<Channel> {
-        self.clients[index % self.clients.len()].clone()
+    /// What a call needs to go out on the connection for `index`.
+    fn call_route(&self, index: usize) -> (SendRequest<Bytes>, http::Uri) {
+        (
+            self.connections[index % self.connections.len()].clone(),
+            self.query_uri.clone(),
+        )
     }
 }
 
-/// The request every call sends, and the result it expects back.
+/// Opens one HTTP/2 connection and drives it on the runtime.
+async fn open_connection(addr: SocketAddr) -> Result<SendRequest<Bytes>, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|error| error.to_string())?;
+    stream.set_nodelay(true).map_err(|error| error.to_string())?;
+    let (sender, connection) = h2::client::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .handshake::<_, Bytes>(stream)
+        .await
+        .map_err(|error| error.to_string())?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            eprintln!("load generator connection ended: {error}");
+        }
+    });
+    Ok(sender)
+}
+
+/// The request every call sends and the answer it expects back, both as gRPC frames.
+///
+/// A call is written the way grpc-go (the Go SDK, the `temporal` CLI) writes a unary call:
+/// the headers and the one message, which ends the stream, leave together. A tonic client
+/// (the Core-based SDKs) sends the end of the stream as a third, empty frame in a write of
+/// its own; on one core shared with the upstream, those writes took the load generator
+/// close to saturation at the rates the latency targets are stated for, and the
+/// measurement became the load generator's queue.
 struct QueryCall {
-    request: QueryWorkflowRequest,
-    expected: Payloads,
+    request_frame: Bytes,
+    expected_answer: Bytes,
 }
 
 impl QueryCall {
@@ -421,31 +453,73 @@ impl QueryCall {
                 external_payloads: vec![],
             }],
         };
-        Arc::new(Self {
-            request: QueryWorkflowRequest {
-                namespace: "default".to_owned(),
-                execution: Some(WorkflowExecution {
-                    workflow_id: "order-00000001".to_owned(),
-                    run_id: "0198c3a2-7e51-7c1e-9a3b-5d4f6e7a8b9c".to_owned(),
-                }),
-                query: Some(WorkflowQuery {
-                    query_type: "orderStatus".to_owned(),
-                    query_args: Some(args.clone()),
-                    ..Default::default()
-                }),
+        let request = QueryWorkflowRequest {
+            namespace: "default".to_owned(),
+            execution: Some(WorkflowExecution {
+                workflow_id: "order-00000001".to_owned(),
+                run_id: "0198c3a2-7e51-7c1e-9a3b-5d4f6e7a8b9c".to_owned(),
+            }),
+            query: Some(WorkflowQuery {
+                query_type: "orderStatus".to_owned(),
+                query_args: Some(args.clone()),
                 ..Default::default()
-            },
-            expected: args,
+            }),
+            ..Default::default()
+        };
+        let answer = QueryWorkflowResponse {
+            query_result: Some(args),
+            ..Default::default()
+        };
+        Arc::new(Self {
+            request_frame: grpc_frame(&request.encode_to_vec()),
+            expected_answer: grpc_frame(&answer.encode_to_vec()),
         })
     }
 
-    /// Makes one call and checks that it returned the payload it sent.
-    async fn call(&self, mut client: WorkflowServiceClient<Channel>) -> Result<(), String> {
-        let response = client
-            .query_workflow(self.request.clone())
+    /// Makes one call and checks that it returned the payload it sent, byte for byte.
+    async fn call(&self, (connection, uri): (SendRequest<Bytes>, http::Uri)) -> Result<(), String> {
+        let describe = |what: &str, error: h2::Error| format!("{what}: {error}");
+        let mut sender = connection
+            .ready()
             .await
-            .map_err(|status| describe_status(&status))?;
-        if response.into_inner().query_result.as_ref() == Some(&self.expected) {
+            .map_err(|error| describe("opening a stream", error))?;
+        let request = http::Request::post(uri)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .expect("valid request");
+        let (response, mut request_body) = sender
+            .send_request(request, false)
+            .map_err(|error| describe("sending the headers", error))?;
+        request_body
+            .send_data(self.request_frame.clone(), true)
+            .map_err(|error| describe("sending the message", error))?;
+        let response = response.await.map_err(|error| describe("awaiting the answer", error))?;
+        if response.status() != http::StatusCode::OK {
+            return Err(format!("HTTP status {}", response.status()));
+        }
+        if let Some(status) = grpc_error_status(response.headers()) {
+            return Err(status);
+        }
+        let mut body = response.into_body();
+        let mut answer = BytesMut::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(|error| describe("reading the answer", error))?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            answer.extend_from_slice(&chunk);
+        }
+        let trailers = body
+            .trailers()
+            .await
+            .map_err(|error| describe("reading the trailers", error))?
+            .ok_or("the answer ended without trailers")?;
+        if trailers.get("grpc-status").is_none() {
+            return Err("the trailers carry no grpc-status".to_owned());
+        }
+        if let Some(status) = grpc_error_status(&trailers) {
+            return Err(status);
+        }
+        if answer == self.expected_answer {
             Ok(())
         } else {
             Err("the query result differs from the arguments sent".to_owned())
@@ -453,15 +527,27 @@ impl QueryCall {
     }
 }
 
-/// A status with the chain of errors behind it, which tells transport failures apart.
-fn describe_status(status: &tonic::Status) -> String {
-    let mut description = format!("{:?}: {}", status.code(), status.message());
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        description.push_str(&format!(": {cause}"));
-        source = cause.source();
+/// A message with its gRPC prefix: not compressed, then the length.
+fn grpc_frame(message: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(GRPC_PREFIX_LEN + message.len());
+    frame.put_u8(0);
+    frame.put_u32(message.len() as u32);
+    frame.put_slice(message);
+    frame.freeze()
+}
+
+/// The status and message, when `headers` carry a grpc-status other than OK.
+fn grpc_error_status(headers: &http::HeaderMap) -> Option<String> {
+    let status = headers.get("grpc-status")?;
+    if status == "0" {
+        return None;
     }
-    description
+    let message = headers.get("grpc-message").map_or("", header_text);
+    Some(format!("grpc-status {}: {message}", header_text(status)))
+}
+
+fn header_text(value: &http::HeaderValue) -> &str {
+    value.to_str().unwrap_or("(not text)")
 }
 
 /// What became of one call.
@@ -622,13 +708,13 @@ async fn closed_loop(target: &Target, query: &Arc<QueryCall>, duration: Duration
     let deadline = start + duration;
     let callers: Vec<_> = (0..CONCURRENCY)
         .map(|index| {
-            let client = target.client(index);
+            let route = target.call_route(index);
             let query = Arc::clone(query);
             tokio::spawn(async move {
                 let mut outcomes = Vec::new();
                 while Instant::now() < deadline {
                     let sent = Instant::now();
-                    outcomes.push(match query.call(client.clone()).await {
+                    outcomes.push(match query.call(route.clone()).await {
                         Ok(()) => Outcome::Succeeded(sent.elapsed()),
                         Err(reason) => Outcome::Failed(reason),
                     });
@@ -664,10 +750,10 @@ fn open_loop(runtime: &Runtime, target: &Target, query: &Arc<QueryCall>, rate: f
             std::thread::sleep(wake - now);
             last_wake = Instant::now();
         }
-        let client = target.client(index);
+        let route = target.call_route(index);
         let query = Arc::clone(query);
         calls.push(runtime.spawn(async move {
-            match query.call(client).await {
+            match query.call(route).await {
                 Ok(()) => Outcome::Succeeded(scheduled.elapsed()),
                 Err(reason) => Outcome::Failed(reason),
             }
@@ -759,13 +845,9 @@ async fn answer_query(
         ..Default::default()
     }
     .encode_to_vec();
-    let mut frame = BytesMut::with_capacity(GRPC_PREFIX_LEN + response.len());
-    frame.put_u8(0);
-    frame.put_u32(response.len() as u32);
-    frame.put_slice(&response);
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-    let frames = vec![Ok(Frame::data(frame.freeze())), Ok(Frame::trailers(trailers))];
+    let frames = vec![Ok(Frame::data(grpc_frame(&response))), Ok(Frame::trailers(trailers))];
     Ok(http::Response::builder()
         .header("content-type", "application/grpc")
         .body(StreamBody::new(futures_util::stream::iter(frames)))
