@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
 use http_body::Frame;
 use http_body_util::{BodyExt as _, StreamBody};
@@ -21,6 +21,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message as _;
 use temporal_codec_proxy::proxy::coalescing_io::CoalescingIo;
+use temporal_codec_proxy::proxy::grpc_frame::encode_frame;
 use temporal_codec_proxy::proxy::upstream::{CONNECTION_WINDOW, STREAM_WINDOW};
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution};
 use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
@@ -471,8 +472,8 @@ impl QueryCall {
             ..Default::default()
         };
         Arc::new(Self {
-            request_frame: grpc_frame(&request.encode_to_vec()),
-            expected_answer: grpc_frame(&answer.encode_to_vec()),
+            request_frame: encode_frame(&request.encode_to_vec()),
+            expected_answer: encode_frame(&answer.encode_to_vec()),
         })
     }
 
@@ -525,15 +526,6 @@ impl QueryCall {
             Err("the query result differs from the arguments sent".to_owned())
         }
     }
-}
-
-/// A message with its gRPC prefix: not compressed, then the length.
-fn grpc_frame(message: &[u8]) -> Bytes {
-    let mut frame = BytesMut::with_capacity(GRPC_PREFIX_LEN + message.len());
-    frame.put_u8(0);
-    frame.put_u32(message.len() as u32);
-    frame.put_slice(message);
-    frame.freeze()
 }
 
 /// The status and message, when `headers` carry a grpc-status other than OK.
@@ -847,7 +839,7 @@ async fn answer_query(
     .encode_to_vec();
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-    let frames = vec![Ok(Frame::data(grpc_frame(&response))), Ok(Frame::trailers(trailers))];
+    let frames = vec![Ok(Frame::data(encode_frame(&response))), Ok(Frame::trailers(trailers))];
     Ok(http::Response::builder()
         .header("content-type", "application/grpc")
         .body(StreamBody::new(futures_util::stream::iter(frames)))
