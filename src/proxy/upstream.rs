@@ -348,6 +348,10 @@ async fn drive_connection(
     ended.store(true, Ordering::Release);
 }
 
+/// The largest request body of known size that is handed to h2 as it comes, before the
+/// stream has window for it: h2 holds at most this much for a call until the window opens.
+const SEND_AHEAD_LIMIT: u64 = 1 << 20;
+
 /// Sends a request body that was not complete when its headers went upstream, as the
 /// stream's flow-control window allows, so a slow upstream slows the caller down.
 struct BodySender {
@@ -355,16 +359,22 @@ struct BodySender {
     stream: SendStream<Bytes>,
     /// Resolves when the call is over (its response dropped): the rest is not sent.
     call_over: Option<oneshot::Receiver<()>>,
+    /// The body's size is known and at most [`SEND_AHEAD_LIMIT`]. A unary call's body is
+    /// whole in memory: it goes to h2 with the headers, so the call needs no task of its
+    /// own, and both leave in one write rather than the body after the stream has opened.
+    send_ahead_of_window: bool,
 }
 
 impl BodySender {
     /// Sends what the body has ready. When more is to come, a task sends the rest, and the
     /// sender returned tells it, by being dropped, that the call is over.
     async fn start(body: Body, stream: SendStream<Bytes>) -> Option<oneshot::Sender<()>> {
+        let send_ahead_of_window = body.size_hint().exact().is_some_and(|len| len <= SEND_AHEAD_LIMIT);
         let mut sender = Self {
             body,
             stream,
             call_over: None,
+            send_ahead_of_window,
         };
         if std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut sender).poll(cx)))
             .await
@@ -395,11 +405,13 @@ impl Future for BodySender {
                 return Poll::Ready(());
             }
             // Wait for window before taking more from the caller.
-            this.stream.reserve_capacity(1);
-            if this.stream.capacity() == 0 {
-                match ready!(this.stream.poll_capacity(cx)) {
-                    Some(Ok(_)) => continue,
-                    Some(Err(_)) | None => return Poll::Ready(()),
+            if !this.send_ahead_of_window {
+                this.stream.reserve_capacity(1);
+                if this.stream.capacity() == 0 {
+                    match ready!(this.stream.poll_capacity(cx)) {
+                        Some(Ok(_)) => continue,
+                        Some(Err(_)) | None => return Poll::Ready(()),
+                    }
                 }
             }
             let sent = match ready!(Pin::new(&mut this.body).poll_frame(cx)) {

@@ -27,7 +27,8 @@ use tower::ServiceExt as _;
 use zeroize::Zeroizing;
 
 use crate::echo_upstream::{ECHO_PREFIX, EchoUpstream, FAIL_HEADER, GZIP_HEADER};
-use crate::support::{TestProxy, dev_server, random_key, raw_h2_call};
+use crate::faults::{client, json_payload, start_request};
+use crate::support::{FAULTS_NAMESPACE, TestProxy, dev_server, random_key, raw_h2_call, started_input, unique};
 
 const QUERY_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/QueryWorkflow";
 const GET_SYSTEM_INFO: &str = "/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo";
@@ -63,6 +64,36 @@ async fn call_with_body(address: &str, path: &str, headers: &[(&str, &str)], bod
         parts.headers.extend(trailers.clone());
     }
     (parts.headers, collected.to_bytes())
+}
+
+/// Request bodies above the 64 KiB a Temporal frontend first allows each stream: one that
+/// the proxy hands to HTTP/2 whole, ahead of the window, and one past that limit, which
+/// goes out as the window opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_larger_than_the_upstream_window_arrive_whole() {
+    let server = dev_server();
+    let proxy = TestProxy::start(&server.address, &[("large-key", random_key())]).await;
+    let mut workflows = client(&proxy.address()).await;
+    for size in [700 << 10, 1536 << 10] {
+        let workflow_id = unique("large-request");
+        let input = json_payload(&format!("\"secret-large-{}\"", "x".repeat(size)));
+        let started = tokio::time::timeout(
+            Duration::from_secs(60),
+            workflows.start_workflow_execution(start_request(&workflow_id, input.clone())),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("a {size} B request still unanswered after 60 s"));
+        assert!(!started.unwrap().into_inner().run_id.is_empty());
+        let stored = started_input(&server.address, FAULTS_NAMESPACE, &workflow_id)
+            .await
+            .unwrap();
+        assert_eq!(stored.metadata["encoding"], b"binary/encrypted", "{size} B");
+        let seen = started_input(&proxy.address(), FAULTS_NAMESPACE, &workflow_id)
+            .await
+            .unwrap();
+        assert!(seen == input, "a {size} B input came back changed");
+    }
+    proxy.stop().await;
 }
 
 const METADATA: &[(&str, &str)] = &[
