@@ -66,9 +66,9 @@ async fn call_with_body(address: &str, path: &str, headers: &[(&str, &str)], bod
     (parts.headers, collected.to_bytes())
 }
 
-/// Request bodies above the 64 KiB a Temporal frontend first allows each stream: one that
-/// the proxy hands to HTTP/2 whole, ahead of the window, and one past that limit, which
-/// goes out as the window opens.
+/// Request bodies above HTTP/2's default stream window of 64 KiB: one small enough for the
+/// proxy to hand to HTTP/2 whole, ahead of the window, and one past that limit, which goes
+/// out as the window opens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_bodies_larger_than_the_upstream_window_arrive_whole() {
     let server = dev_server();
