@@ -6,7 +6,7 @@
 //!
 //! The first flush only marks the buffer as due and wakes the connection's task, which
 //! runs again after the other tasks that were ready, and they add their frames meanwhile
-//! (a request's DATA frame, for one, can only be queued once its HEADERS have opened the
+//! (a streamed or large request's DATA frame, for one, waits for its HEADERS to open the
 //! stream). h2 reads the socket first on every poll of a connection and flushes at the
 //! end, so a flush that comes after a read belongs to a later poll: that one writes
 //! everything. Each poll that finds bytes due wakes the task once more, and the next read

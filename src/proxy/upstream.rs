@@ -352,8 +352,8 @@ async fn drive_connection(
 /// stream has window for it: h2 holds at most this much for a call until the window opens.
 const SEND_AHEAD_LIMIT: u64 = 1 << 20;
 
-/// Sends a request body that was not complete when its headers went upstream, as the
-/// stream's flow-control window allows, so a slow upstream slows the caller down.
+/// Sends a request body upstream. A large or streamed one goes as the stream's flow-control
+/// window allows, so a slow upstream slows the caller down.
 struct BodySender {
     body: Body,
     stream: SendStream<Bytes>,
@@ -404,7 +404,7 @@ impl Future for BodySender {
             if this.stream.poll_reset(cx).is_ready() {
                 return Poll::Ready(());
             }
-            // Wait for window before taking more from the caller.
+            // Wait for window before taking more from the caller, unless h2 may hold it all.
             if !this.send_ahead_of_window {
                 this.stream.reserve_capacity(1);
                 if this.stream.capacity() == 0 {
