@@ -123,6 +123,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_LISTEN_JWT_ISSUER", value_name = "ISSUER")]
     pub listen_jwt_issuer: Option<String>,
 
+    /// Least time between two fetches of --listen-jwks-url caused by tokens naming an
+    /// unknown key id: a key the identity provider adds is accepted after at most this long.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_LISTEN_JWKS_REFRESH_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub listen_jwks_refresh_interval: Duration,
+
     /// Serve the gRPC listener on a non-loopback address without client certificates or
     /// JWTs: anyone who reaches it reads and writes plaintext payloads. Only for networks
     /// where something else authenticates callers.
@@ -321,6 +326,11 @@ pub struct ServeArgs {
     /// Required token issuer (`iss`); any issuer when unset.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_JWT_ISSUER", value_name = "ISSUER")]
     pub codec_jwt_issuer: Option<String>,
+
+    /// Least time between two fetches of --codec-jwks-url caused by tokens naming an
+    /// unknown key id: a key the identity provider adds is accepted after at most this long.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_JWKS_REFRESH_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub codec_jwks_refresh_interval: Duration,
 
     /// Token claim holding the user's email.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_EMAIL_CLAIM", default_value = jwt::DEFAULT_EMAIL_CLAIM, value_name = "CLAIM")]
@@ -525,6 +535,7 @@ impl ServeArgs {
             audiences: self.codec_jwt_audiences.clone(),
             issuer: self.codec_jwt_issuer.clone(),
             email_claim: self.codec_email_claim.clone(),
+            refetch_interval: self.codec_jwks_refresh_interval,
         });
         let roles = match self.codec_roles_from {
             RolesFrom::Claims => RoleSource::Claims(ClaimsRoles {
@@ -599,6 +610,7 @@ impl ServeArgs {
                     issuer: self.listen_jwt_issuer.clone(),
                     // Workers' tokens name a subject, not necessarily a person's email.
                     email_claim: "sub".to_owned(),
+                    refetch_interval: self.listen_jwks_refresh_interval,
                 })))
             }
         };

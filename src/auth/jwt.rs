@@ -35,10 +35,15 @@ const ALLOWED_ALGORITHMS: &[Algorithm] = &[
 
 /// Least time between two JWKS fetches caused by unknown key ids, so forged `kid`s cannot
 /// turn the proxy into a load generator against the identity provider.
-const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// How long fetched keys are trusted before they are fetched again.
 const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
-const CLOCK_SKEW_SECONDS: u64 = 60;
+/// Leeway for `exp` and `nbf` alike: clocks of the identity provider and the pod differ.
+pub const CLOCK_SKEW_SECONDS: u64 = 60;
+/// Longest token accepted. Tokens with many group claims reach a few KiB; anything past
+/// this is refused before it is parsed, so an attacker cannot make every request cost a
+/// megabyte of base64 and JSON decoding.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// How long a verified token is taken on trust, at most; never past its own `exp`. Keys
 /// themselves are trusted for up to [`JWKS_MAX_AGE`], so this adds nothing to how long a
 /// retired key keeps working.
@@ -52,6 +57,8 @@ pub struct JwtSettings {
     pub audiences: Vec<String>,
     pub issuer: Option<String>,
     pub email_claim: String,
+    /// Least time between two JWKS fetches for unknown key ids.
+    pub refetch_interval: Duration,
 }
 
 /// Why a token was refused. The message is safe to return to the caller.
@@ -63,6 +70,10 @@ pub enum TokenError {
     Malformed(String),
     #[error("token algorithm {0} is not accepted; tokens must be signed with an asymmetric key")]
     Algorithm(String),
+    #[error("token is {0} bytes long; at most {MAX_TOKEN_BYTES} are accepted")]
+    TooLarge(usize),
+    #[error("token header marks {0:?} as critical, and this verifier implements no JWS extensions")]
+    CriticalExtension(Vec<String>),
     #[error("token has no key id (kid)")]
     NoKeyId,
     #[error("token key id {0:?} is not among the identity provider's keys")]
@@ -134,6 +145,18 @@ impl JwtVerifier {
 
     /// Verifies `token`, or finds it verified within the last minute and not yet expired.
     pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
+        let verified = self.verify_unlogged(token).await;
+        if let Err(error) = &verified {
+            // The reason only: the token itself is a credential, even when it is refused.
+            tracing::info!(reason = %error, "refused a bearer token");
+        }
+        verified
+    }
+
+    async fn verify_unlogged(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge(token.len()));
+        }
         if let Some(verified) = self.verified.get(token).await {
             if jsonwebtoken::get_current_timestamp() < verified.expires_at {
                 return Ok(verified.identity);
@@ -158,6 +181,11 @@ impl JwtVerifier {
         if !ALLOWED_ALGORITHMS.contains(&header.alg) {
             return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
         }
+        // RFC 7515 §4.1.11: a recipient that does not understand every extension `crit`
+        // names must refuse the token, and this verifier understands none.
+        if let Some(critical) = header.crit {
+            return Err(TokenError::CriticalExtension(critical));
+        }
         let kid = header.kid.ok_or(TokenError::NoKeyId)?;
         let key = self.decoding_key(&kid, header.alg).await?;
         let mut validation = Validation::new(header.alg);
@@ -166,9 +194,10 @@ impl JwtVerifier {
             validation.set_issuer(&[issuer]);
         }
         validation.set_required_spec_claims(&["exp", "aud"]);
+        validation.validate_nbf = true;
         validation.leeway = CLOCK_SKEW_SECONDS;
         let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
-            .map_err(|error| TokenError::Invalid(error.to_string()))?
+            .map_err(|error| TokenError::Invalid(rejection_reason(&error)))?
             .claims;
         let email = claims
             .get(&self.settings.email_claim)
@@ -198,7 +227,7 @@ impl JwtVerifier {
     async fn refetch(&self) -> Result<(), TokenError> {
         let mut last_fetch = self.last_fetch.lock().await;
         let have_keys = self.keys.read().await.is_some();
-        if have_keys && last_fetch.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
+        if have_keys && last_fetch.is_some_and(|at| at.elapsed() < self.settings.refetch_interval) {
             return Ok(());
         }
         *last_fetch = Some(Instant::now());
@@ -218,6 +247,19 @@ impl JwtVerifier {
             fetched_at: Instant::now(),
         });
         Ok(())
+    }
+}
+
+/// Why the signature or claims were refused, in words an operator reading a log understands.
+fn rejection_reason(error: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::InvalidSignature => "the signature does not verify".to_owned(),
+        ErrorKind::ExpiredSignature => "the token has expired (exp)".to_owned(),
+        ErrorKind::ImmatureSignature => "the token is not valid yet (nbf is in the future)".to_owned(),
+        ErrorKind::InvalidAudience => "the audience (aud) is not an accepted one".to_owned(),
+        ErrorKind::InvalidIssuer => "the issuer (iss) is not the accepted one".to_owned(),
+        _ => error.to_string(),
     }
 }
 

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use temporal_codec_proxy::auth::claims_roles::ClaimsRoles;
 use temporal_codec_proxy::auth::cloud_roles::{CloudRoles, CloudRolesSettings};
-use temporal_codec_proxy::auth::jwt::{JwtSettings, JwtVerifier};
+use temporal_codec_proxy::auth::jwt::{self, JwtSettings, JwtVerifier};
 use temporal_codec_proxy::auth::{Authenticator, RoleSource};
 use temporalio_protos::temporal::api::cloud::identity::v1::{account_access::Role, namespace_access::Permission};
 use zeroize::Zeroizing;
@@ -23,6 +23,7 @@ fn verifier(idp: &IdentityProvider) -> JwtVerifier {
         audiences: vec![AUDIENCE.to_owned()],
         issuer: Some(ISSUER.to_owned()),
         email_claim: EMAIL_CLAIM.to_owned(),
+        refetch_interval: jwt::DEFAULT_REFETCH_INTERVAL,
     })
 }
 

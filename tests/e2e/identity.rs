@@ -81,6 +81,13 @@ impl IdentityProvider {
         }
     }
 
+    /// Adds `jwk` to the JWKS, as a provider does when it rolls in a new signing key.
+    pub fn publish(&self, jwk: &Value) {
+        let mut document: Value = serde_json::from_slice(&self.jwks.lock().unwrap()).unwrap();
+        document["keys"].as_array_mut().unwrap().push(jwk.clone());
+        *self.jwks.lock().unwrap() = Bytes::from(document.to_string());
+    }
+
     /// Takes the signing key out of the JWKS, as a provider does when it retires a key.
     pub fn retire_key(&self) {
         *self.jwks.lock().unwrap() = Bytes::from(json!({"keys": []}).to_string());
@@ -245,4 +252,95 @@ pub fn cloud_user(
         }),
         ..Default::default()
     }
+}
+
+/// An RS256 signing key, for the attacks that only RSA allows (HMAC keyed with the modulus).
+pub struct RsaSigner {
+    pub kid: String,
+    pkcs1: Vec<u8>,
+    /// The public key as PEM (`BEGIN PUBLIC KEY`), as a JWKS consumer might hold it.
+    pub public_pem: String,
+    pub jwk: Value,
+}
+
+impl RsaSigner {
+    pub fn generate(kid: &str) -> Self {
+        use aws_lc_rs::encoding::AsDer as _;
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let pkcs8 = pair.as_der().unwrap();
+        // PrivateKeyInfo ::= SEQUENCE { version, algorithm, privateKey OCTET STRING (RSAPrivateKey) }
+        let (_, info, _) = der_element(pkcs8.as_ref());
+        let (_, _, rest) = der_element(info);
+        let (_, _, rest) = der_element(rest);
+        let (_, pkcs1, _) = der_element(rest);
+        // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
+        let public = pair.public_key();
+        let (_, sequence, _) = der_element(public.as_ref());
+        let (_, modulus, rest) = der_element(sequence);
+        let (_, exponent, _) = der_element(rest);
+        let unsigned = |integer: &[u8]| integer.strip_prefix(&[0]).unwrap_or(integer).to_vec();
+        let spki = public.as_der().unwrap();
+        let body = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|line| std::str::from_utf8(line).unwrap())
+            .collect();
+        Self {
+            kid: kid.to_owned(),
+            pkcs1: pkcs1.to_vec(),
+            public_pem: format!(
+                "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+                lines.join("\n")
+            ),
+            jwk: json!({
+                "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+                "n": URL_SAFE_NO_PAD.encode(unsigned(modulus)),
+                "e": URL_SAFE_NO_PAD.encode(unsigned(exponent)),
+            }),
+        }
+    }
+
+    /// A token with `header` exactly as given, RS256-signed with this key.
+    pub fn sign_raw(&self, header: &Value, claims: &Value) -> String {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let key = EncodingKey::from_rsa_der(&self.pkcs1);
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::RS256).unwrap();
+        format!("{message}.{signature}")
+    }
+
+    pub fn sign(&self, claims: &Value) -> String {
+        self.sign_raw(&json!({"alg": "RS256", "typ": "JWT", "kid": self.kid}), claims)
+    }
+}
+
+/// A token with `header` exactly as given, HMAC-SHA256-signed with `secret`.
+pub fn sign_hs256(header: &Value, claims: &Value, secret: &[u8]) -> String {
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &EncodingKey::from_secret(secret), Algorithm::HS256).unwrap();
+    format!("{message}.{signature}")
+}
+
+/// One DER element of `input`: its tag, its contents and what follows it.
+fn der_element(input: &[u8]) -> (u8, &[u8], &[u8]) {
+    let (tag, first_length) = (input[0], input[1]);
+    let (length, header) = if first_length < 0x80 {
+        (usize::from(first_length), 2)
+    } else {
+        let octets = usize::from(first_length & 0x7f);
+        let length = input[2..2 + octets]
+            .iter()
+            .fold(0, |length, &byte| length << 8 | usize::from(byte));
+        (length, 2 + octets)
+    };
+    (tag, &input[header..header + length], &input[header + length..])
 }

@@ -13,5 +13,6 @@ mod operations;
 mod relay;
 mod sdk;
 mod support;
+mod token_attacks;
 mod upstream_tls;
 mod web_ui;

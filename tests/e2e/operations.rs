@@ -23,6 +23,7 @@ pub struct ProxyProcess {
     pub logs: Arc<Mutex<Vec<serde_json::Value>>>,
     pub grpc: String,
     pub admin: String,
+    pub codec: String,
 }
 
 impl ProxyProcess {
@@ -79,12 +80,17 @@ impl ProxyProcess {
             logs,
             grpc: String::new(),
             admin: String::new(),
+            codec: String::new(),
         };
         process.grpc = process.wait_for_log("proxying gRPC calls")["listen"]
             .as_str()
             .unwrap()
             .to_owned();
         process.admin = process.wait_for_log("serving /metrics, /healthz and /readyz")["listen"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        process.codec = process.wait_for_log("serving the codec-server API")["listen"]
             .as_str()
             .unwrap()
             .to_owned();
