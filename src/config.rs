@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::claims_roles::ClaimsRoles;
 use crate::auth::cloud_roles::{self, CloudRoles, CloudRolesSettings};
-use crate::auth::jwt::{self, JwtSettings, JwtVerifier};
+use crate::auth::jwt::{self, JwtSettings, JwtVerifier, TokenSource};
 use crate::auth::{Authenticator, RoleSource};
 use crate::codec::EncryptionPolicy;
 use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS, tls};
@@ -127,6 +127,11 @@ pub struct ServeArgs {
     /// unknown key id: a key the identity provider adds is accepted after at most this long.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_LISTEN_JWKS_REFRESH_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub listen_jwks_refresh_interval: Duration,
+
+    /// Where gRPC callers' JWTs are read from: `authorization` (`Bearer <JWT>`),
+    /// `authorization-extras`, or `either` (a JWT that verifies in `authorization` wins).
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_LISTEN_TOKEN_FROM", value_enum, default_value_t = TokenSource::Either)]
+    pub listen_token_from: TokenSource,
 
     /// Serve the gRPC listener on a non-loopback address without client certificates or
     /// JWTs: anyone who reaches it reads and writes plaintext payloads. Only for networks
@@ -332,6 +337,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_JWKS_REFRESH_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub codec_jwks_refresh_interval: Duration,
 
+    /// Where codec-server callers' JWTs are read from: `authorization` (`Bearer <JWT>`),
+    /// `authorization-extras` (the ID token the Web UI sends with OIDC login), or `either`
+    /// (a JWT that verifies in `authorization` wins, else the one in `authorization-extras`).
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_TOKEN_FROM", value_enum, default_value_t = TokenSource::Either)]
+    pub codec_token_from: TokenSource,
+
     /// Token claim holding the user's email.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_EMAIL_CLAIM", default_value = jwt::DEFAULT_EMAIL_CLAIM, value_name = "CLAIM")]
     pub codec_email_claim: String,
@@ -536,6 +547,7 @@ impl ServeArgs {
             issuer: self.codec_jwt_issuer.clone(),
             email_claim: self.codec_email_claim.clone(),
             refetch_interval: self.codec_jwks_refresh_interval,
+            token_source: self.codec_token_from,
         });
         let roles = match self.codec_roles_from {
             RolesFrom::Claims => RoleSource::Claims(ClaimsRoles {
@@ -611,6 +623,7 @@ impl ServeArgs {
                     // Workers' tokens name a subject, not necessarily a person's email.
                     email_claim: "sub".to_owned(),
                     refetch_interval: self.listen_jwks_refresh_interval,
+                    token_source: self.listen_token_from,
                 })))
             }
         };

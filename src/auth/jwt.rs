@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, HeaderName};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use moka::future::Cache;
@@ -51,6 +53,49 @@ const VERIFIED_TOKEN_TTL: Duration = Duration::from_secs(60);
 /// Verified tokens remembered at once: far more callers than one pod serves in a minute.
 const VERIFIED_TOKEN_CAPACITY: u64 = 2048;
 
+/// The header the Temporal Web UI sends the user's ID token in, beside the access token in
+/// `Authorization`, when it logs in with OIDC and passes tokens to the codec server.
+pub static AUTHORIZATION_EXTRAS: HeaderName = HeaderName::from_static("authorization-extras");
+
+/// Which request headers a caller's JWT is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <JWT>` only.
+    Authorization,
+    /// `Authorization-Extras: <JWT>` only: the ID token the Web UI sends.
+    AuthorizationExtras,
+    /// A JWT that verifies in `Authorization` wins; otherwise the one in `Authorization-Extras`,
+    /// verified the same way.
+    #[default]
+    Either,
+}
+
+impl TokenSource {
+    /// What a caller must send, for error messages.
+    fn expected(self) -> &'static str {
+        match self {
+            Self::Authorization => "Authorization: Bearer <JWT>",
+            Self::AuthorizationExtras => "Authorization-Extras: <JWT>",
+            Self::Either => "Authorization: Bearer <JWT> or Authorization-Extras: <JWT>",
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer` value.
+fn bearer_token(value: Option<&str>) -> Option<&str> {
+    value
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+}
+
+/// The token of an `Authorization-Extras` value: the bare JWT, or `Bearer <JWT>`.
+fn extras_token(value: Option<&str>) -> Option<&str> {
+    value
+        .map(|value| bearer_token(Some(value)).unwrap_or(value.trim()))
+        .filter(|token| !token.is_empty())
+}
+
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
     pub jwks_url: String,
@@ -59,13 +104,15 @@ pub struct JwtSettings {
     pub email_claim: String,
     /// Least time between two JWKS fetches for unknown key ids.
     pub refetch_interval: Duration,
+    /// Which headers carry the token.
+    pub token_source: TokenSource,
 }
 
 /// Why a token was refused. The message is safe to return to the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("missing bearer token: send Authorization: Bearer <JWT>")]
-    Missing,
+    #[error("missing bearer token: send {0}")]
+    Missing(&'static str),
     #[error("token is not a valid JWT: {0}")]
     Malformed(String),
     #[error("token algorithm {0} is not accepted; tokens must be signed with an asymmetric key")]
@@ -133,14 +180,37 @@ impl JwtVerifier {
         }
     }
 
-    /// Verifies the token from an `Authorization` header value.
-    pub async fn verify_header(&self, authorization: Option<&str>) -> Result<Arc<Identity>, TokenError> {
-        let token = authorization
-            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or(TokenError::Missing)?;
-        self.verify(token).await
+    /// Verifies the caller's token from the request headers that [`JwtSettings::token_source`]
+    /// names.
+    pub async fn verify_request(&self, headers: &HeaderMap) -> Result<Arc<Identity>, TokenError> {
+        let header = |name: &HeaderName| headers.get(name).and_then(|value| value.to_str().ok());
+        let authorization = || bearer_token(header(&AUTHORIZATION));
+        let extras = || extras_token(header(&AUTHORIZATION_EXTRAS));
+        let verified = match self.settings.token_source {
+            TokenSource::Authorization => match authorization() {
+                Some(token) => self.verify_unlogged(token).await,
+                None => Err(TokenError::Missing(TokenSource::Authorization.expected())),
+            },
+            TokenSource::AuthorizationExtras => match extras() {
+                Some(token) => self.verify_unlogged(token).await,
+                None => Err(TokenError::Missing(TokenSource::AuthorizationExtras.expected())),
+            },
+            TokenSource::Either => match (authorization(), extras()) {
+                (None, None) => Err(TokenError::Missing(TokenSource::Either.expected())),
+                (Some(token), None) | (None, Some(token)) => self.verify_unlogged(token).await,
+                // An access token the proxy cannot verify (opaque, or for another audience)
+                // beside the ID token the Web UI sends with it: the ID token is checked in
+                // full, exactly as the access token was.
+                (Some(access), Some(id)) => match self.verify_unlogged(access).await {
+                    Ok(identity) => Ok(identity),
+                    Err(_) => self.verify_unlogged(id).await,
+                },
+            },
+        };
+        if let Err(error) = &verified {
+            tracing::info!(reason = %error, "refused a bearer token");
+        }
+        verified
     }
 
     /// Verifies `token`, or finds it verified within the last minute and not yet expired.
@@ -274,4 +344,21 @@ fn key_for(jwk: &jsonwebtoken::jwk::Jwk, algorithm: Algorithm) -> Result<Decodin
         }
     }
     DecodingKey::from_jwk(jwk).map_err(|error| TokenError::Invalid(format!("unusable key: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bearer_token, extras_token};
+
+    #[test]
+    fn authorization_needs_the_bearer_scheme_and_extras_takes_the_bare_token_or_a_bearer_one() {
+        assert_eq!(bearer_token(Some("Bearer a.b.c")), Some("a.b.c"));
+        assert_eq!(bearer_token(Some("bearer a.b.c ")), Some("a.b.c"));
+        assert_eq!(bearer_token(Some("a.b.c")), None);
+        assert_eq!(bearer_token(Some("Bearer ")), None);
+        assert_eq!(extras_token(Some("a.b.c")), Some("a.b.c"));
+        assert_eq!(extras_token(Some("Bearer a.b.c")), Some("a.b.c"));
+        assert_eq!(extras_token(Some("  ")), None);
+        assert_eq!(extras_token(None), None);
+    }
 }

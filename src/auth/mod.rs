@@ -43,8 +43,8 @@ impl Authenticator {
     }
 
     /// Verifies the caller's token and decides their access to `namespace`.
-    pub async fn authorize(&self, authorization: Option<&str>, namespace: &str) -> Result<Access, AuthError> {
-        let identity = self.verifier.verify_header(authorization).await?;
+    pub async fn authorize(&self, headers: &http::HeaderMap, namespace: &str) -> Result<Access, AuthError> {
+        let identity = self.verifier.verify_request(headers).await?;
         let allowed = match &self.roles {
             RoleSource::Claims(roles) => roles.may_decrypt(&identity.claims, namespace),
             RoleSource::Cloud(roles) => roles.may_decrypt(&identity.email, namespace).await?,

@@ -74,13 +74,10 @@ async fn handle(state: &ApiState, operation: Operation, request: Request) -> Res
         .unwrap_or("");
     let access = match &state.authenticator {
         None => Access::Decrypt,
-        Some(authenticator) => {
-            let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            authenticator
-                .authorize(authorization, namespace)
-                .await
-                .map_err(auth_error)?
-        }
+        Some(authenticator) => authenticator
+            .authorize(&parts.headers, namespace)
+            .await
+            .map_err(auth_error)?,
     };
     let body = read_body(body, state.max_body_bytes).await?;
     let payloads: Payloads = sonic_rs::from_slice(&body).map_err(|error| {

@@ -56,6 +56,7 @@ pub fn router(codec: Arc<Codec>, settings: &CodecServerSettings) -> Router {
             header::CONTENT_TYPE,
             HeaderName::from_static("x-namespace"),
             header::AUTHORIZATION,
+            crate::auth::jwt::AUTHORIZATION_EXTRAS.clone(),
         ])
         .max_age(Duration::from_secs(600));
     Router::new()

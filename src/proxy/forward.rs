@@ -73,7 +73,7 @@ pub struct Caller {
 pub struct CallerPolicy {
     /// Calls must come over a connection with a verified client certificate.
     pub require_client_certificate: bool,
-    /// Calls must carry `authorization: Bearer <JWT>` that this verifier accepts.
+    /// Calls must carry a JWT that this verifier accepts, in the headers it reads.
     pub jwt: Option<Arc<JwtVerifier>>,
 }
 
@@ -130,11 +130,8 @@ impl Forwarder {
             ));
         }
         if let Some(verifier) = &self.callers.jwt {
-            let authorization = headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|value| value.to_str().ok());
             // Boxed: a JWKS fetch is a large future that calls without JWT auth need not carry.
-            Box::pin(verifier.verify_header(authorization))
+            Box::pin(verifier.verify_request(headers))
                 .await
                 .map_err(|error| Status::unauthenticated(format!("caller not authenticated: {error}")))?;
         }

@@ -54,6 +54,7 @@ PROXY_ENV = {
     "TEMPORAL_CODEC_PROXY_CODEC_JWT_AUDIENCES",
     "TEMPORAL_CODEC_PROXY_CODEC_JWT_ISSUER",
     "TEMPORAL_CODEC_PROXY_CODEC_ROLES_FROM",
+    "TEMPORAL_CODEC_PROXY_CODEC_TOKEN_FROM",
     "TEMPORAL_CODEC_PROXY_CODEC_CORS_ORIGINS",
     "TEMPORAL_CODEC_PROXY_CODEC_ALLOW_UNAUTHENTICATED_DECRYPTION",
     "TEMPORAL_API_KEY",
@@ -70,6 +71,7 @@ PROXY_ENV = {
     "TEMPORAL_CODEC_PROXY_LISTEN_JWKS_URL",
     "TEMPORAL_CODEC_PROXY_LISTEN_JWT_AUDIENCES",
     "TEMPORAL_CODEC_PROXY_LISTEN_JWT_ISSUER",
+    "TEMPORAL_CODEC_PROXY_LISTEN_TOKEN_FROM",
     "TEMPORAL_CODEC_PROXY_LISTEN_ALLOW_UNAUTHENTICATED_PLAINTEXT",
     "TEMPORAL_CODEC_PROXY_ADMIN_LISTEN",
     "TEMPORAL_CODEC_PROXY_SHUTDOWN_GRACE",
@@ -378,6 +380,8 @@ def gateway_full(checks: Checks, documents: list[dict[str, Any]], source: str, n
                  f"{source}: the KMS key reaches the proxy")
     checks.check(bool(env_value(proxy, "SSL_PEM")) and env_value(proxy, "TEMPORAL_CODEC_PROXY_CODEC_AUTH") == "jwt",
                  f"{source}: the codec server has TLS and JWT auth")
+    checks.check(env_value(proxy, "TEMPORAL_CODEC_PROXY_CODEC_TOKEN_FROM") == "authorization-extras",
+                 f"{source}: the codec server reads tokens where the values say")
     keys = env_value(proxy, "TEMPORAL_CODEC_PROXY_KEYS") or ""
     checks.check(keys.split(",")[0].startswith("2026-11="), f"{source}: the first key listed stays first (encrypts)")
     secret = next((d for d in documents if d["kind"] == "Secret"), None)
@@ -440,7 +444,7 @@ CASES = [
             "codecServer": {
                 "enabled": True, "tls": {"secretName": "gateway-tls"}, "auth": "jwt",
                 "jwksUrl": "https://login.example.com/.well-known/jwks.json", "rolesFrom": "claims",
-                "corsOrigins": ["https://temporal-ui.example.com"],
+                "tokenFrom": "authorization-extras", "corsOrigins": ["https://temporal-ui.example.com"],
             },
             "kms": {"keyArn": "arn:aws:kms:us-east-1:123456789012:key/gateway", "region": "us-east-1"},
             "keys": {"existingSecret": "", "items": [

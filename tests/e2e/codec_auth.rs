@@ -24,6 +24,7 @@ fn verifier(idp: &IdentityProvider) -> JwtVerifier {
         issuer: Some(ISSUER.to_owned()),
         email_claim: EMAIL_CLAIM.to_owned(),
         refetch_interval: jwt::DEFAULT_REFETCH_INTERVAL,
+        token_source: jwt::TokenSource::Either,
     })
 }
 

@@ -1,5 +1,7 @@
-//! Forged and invalid bearer tokens against both listeners of one proxy: the codec server
-//! never decrypts for them, and the gRPC gateway never lets their calls reach the server.
+//! Bearer tokens against both listeners of one proxy: forged and invalid ones never get
+//! plaintext from the codec server nor a call to the server through the gateway, and the
+//! Web UI's ID token in `Authorization-Extras` works beside an access token the proxy cannot
+//! verify.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,9 @@ use tonic::Code;
 use crate::faults::{client, json_payload, start_request};
 use crate::identity::{AUDIENCE, ISSUER, IdentityProvider, RsaSigner, sign_hs256};
 use crate::operations::ProxyProcess;
-use crate::support::{FAULTS_NAMESPACE, dev_server, random_key, unique};
+use crate::support::{
+    FAULTS_NAMESPACE, dev_server, free_port, last_json_line, random_key, repo_root, run_program, unique,
+};
 
 const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -34,35 +38,37 @@ fn secret_payloads() -> Value {
 
 impl Listeners {
     async fn start(idp: &IdentityProvider, valid_token: &str) -> Self {
+        Self::start_with(idp, valid_token, &[]).await
+    }
+
+    async fn start_with(idp: &IdentityProvider, valid_token: &str, extra_args: &[&str]) -> Self {
         let interval = format!("{}s", REFRESH_INTERVAL.as_secs());
-        let proxy = ProxyProcess::start(
-            &dev_server().address,
-            &random_key(),
-            &[
-                "--listen-auth",
-                "jwt",
-                "--listen-jwks-url",
-                &idp.jwks_url,
-                "--listen-jwt-audience",
-                AUDIENCE,
-                "--listen-jwt-issuer",
-                ISSUER,
-                "--listen-jwks-refresh-interval",
-                &interval,
-                "--codec-auth",
-                "jwt",
-                "--codec-roles-from",
-                "claims",
-                "--codec-jwks-url",
-                &idp.jwks_url,
-                "--codec-jwt-audience",
-                AUDIENCE,
-                "--codec-jwt-issuer",
-                ISSUER,
-                "--codec-jwks-refresh-interval",
-                &interval,
-            ],
-        );
+        let mut args = vec![
+            "--listen-auth",
+            "jwt",
+            "--listen-jwks-url",
+            &idp.jwks_url,
+            "--listen-jwt-audience",
+            AUDIENCE,
+            "--listen-jwt-issuer",
+            ISSUER,
+            "--listen-jwks-refresh-interval",
+            &interval,
+            "--codec-auth",
+            "jwt",
+            "--codec-roles-from",
+            "claims",
+            "--codec-jwks-url",
+            &idp.jwks_url,
+            "--codec-jwt-audience",
+            AUDIENCE,
+            "--codec-jwt-issuer",
+            ISSUER,
+            "--codec-jwks-refresh-interval",
+            &interval,
+        ];
+        args.extend_from_slice(extra_args);
+        let proxy = ProxyProcess::start(&dev_server().address, &random_key(), &args);
         let mut listeners = Self {
             proxy,
             ciphertext: Value::Null,
@@ -75,29 +81,43 @@ impl Listeners {
     }
 
     async fn post(&self, operation: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+        let headers = token.map(|token| ("authorization", format!("Bearer {token}")));
+        self.post_with(operation, headers.as_slice(), body).await
+    }
+
+    async fn post_with(&self, operation: &str, headers: &[(&str, String)], body: &Value) -> (StatusCode, Value) {
         let mut request = reqwest::Client::new()
             .post(format!("http://{}/{operation}", self.proxy.codec))
             .header("x-namespace", FAULTS_NAMESPACE)
             .json(body);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         let response = request.send().await.unwrap();
         let status = response.status();
         (status, response.json().await.unwrap())
     }
 
-    /// `/decode` of the ciphertext with `token`: the status, and whether plaintext came back.
+    /// `/decode` of the ciphertext with `token` in `Authorization`.
     async fn decode(&self, token: &str) -> (StatusCode, Value) {
         self.post("decode", Some(token), &self.ciphertext).await
     }
 
-    /// Starts workflow `workflow_id` through the gateway with `token`.
+    /// Starts workflow `workflow_id` through the gateway with `token` in `authorization`.
     async fn start_workflow(&self, token: &str, workflow_id: &str) -> Result<(), tonic::Status> {
+        self.start_workflow_with(&[("authorization", format!("Bearer {token}"))], workflow_id)
+            .await
+    }
+
+    async fn start_workflow_with(
+        &self,
+        headers: &[(&'static str, String)],
+        workflow_id: &str,
+    ) -> Result<(), tonic::Status> {
         let mut request = tonic::Request::new(start_request(workflow_id, json_payload(SECRET)));
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        for (name, value) in headers {
+            request.metadata_mut().insert(*name, value.parse().unwrap());
+        }
         client(&self.proxy.grpc)
             .await
             .start_workflow_execution(request)
@@ -303,4 +323,94 @@ async fn unknown_key_ids_fetch_the_jwks_at_most_once_per_interval_and_a_new_key_
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// What an identity provider that issues opaque access tokens hands the Web UI.
+const OPAQUE_ACCESS_TOKEN: &str = "opaque-access-token-8f3a9c";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_token_in_authorization_extras_is_verified_beside_an_opaque_access_token() {
+    let idp = IdentityProvider::start().await;
+    let mut claims = idp.claims("ada@example.com");
+    claims["permissions"] = json!([format!("{FAULTS_NAMESPACE}:read")]);
+    let id_token = idp.sign(&claims);
+    let listeners = Listeners::start(&idp, &id_token).await;
+    let forged = idp.forge_hmac_with_public_key(&claims);
+    let both = |id_token: &str| {
+        vec![
+            ("authorization", format!("Bearer {OPAQUE_ACCESS_TOKEN}")),
+            ("authorization-extras", id_token.to_owned()),
+        ]
+    };
+
+    let (status, decoded) = listeners
+        .post_with("decode", &both(&id_token), &listeners.ciphertext)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{decoded}");
+    assert_eq!(decoded, secret_payloads());
+    let (status, refused) = listeners
+        .post_with("decode", &both(&forged), &listeners.ciphertext)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    assert!(!refused.to_string().contains("token-attack-secret"), "{refused}");
+    let (status, decoded) = listeners.decode(&id_token).await;
+    assert_eq!(status, StatusCode::OK, "a valid JWT in Authorization alone: {decoded}");
+    assert_eq!(decoded, secret_payloads());
+
+    let admitted = unique("extras-valid");
+    listeners
+        .start_workflow_with(&both(&id_token), &admitted)
+        .await
+        .unwrap();
+    assert!(reached_the_server(&admitted).await);
+    let forged_call = unique("extras-forged");
+    let refused = listeners
+        .start_workflow_with(&both(&forged), &forged_call)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(
+        !reached_the_server(&forged_call).await,
+        "a forged ID token got a call through"
+    );
+    let alone = unique("authorization-alone");
+    listeners.start_workflow(&id_token, &alone).await.unwrap();
+    assert!(reached_the_server(&alone).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_at_the_ui_origin_passes_the_preflight_with_authorization_extras_and_gets_plaintext() {
+    let idp = IdentityProvider::start().await;
+    let mut claims = idp.claims("ada@example.com");
+    claims["permissions"] = json!([format!("{FAULTS_NAMESPACE}:read")]);
+    let id_token = idp.sign(&claims);
+    let page_port = free_port();
+    let origin = format!("http://127.0.0.1:{page_port}");
+    let listeners = Listeners::start_with(&idp, &id_token, &["--codec-cors-origin", &origin]).await;
+
+    let stdout = run_program(
+        "node".as_ref(),
+        &[
+            "codec_fetch.js".into(),
+            "--page-port".into(),
+            page_port.to_string(),
+            "--codec-url".into(),
+            format!("http://{}", listeners.proxy.codec),
+            "--namespace".into(),
+            FAULTS_NAMESPACE.into(),
+            "--access-token".into(),
+            OPAQUE_ACCESS_TOKEN.into(),
+            "--id-token".into(),
+            id_token,
+            "--body".into(),
+            listeners.ciphertext.to_string(),
+        ],
+        &repo_root().join("tests/e2e/browser"),
+        Duration::from_secs(90),
+    )
+    .await;
+    let report = last_json_line(&stdout);
+    assert_eq!(report["status"], 200, "{report}");
+    let decoded: Value = serde_json::from_str(report["body"].as_str().unwrap()).unwrap();
+    assert_eq!(decoded, secret_payloads());
 }

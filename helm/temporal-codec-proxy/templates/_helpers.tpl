@@ -243,6 +243,10 @@ leaving a pod in CrashLoopBackOff.
 - name: TEMPORAL_CODEC_PROXY_LISTEN_JWT_ISSUER
   value: {{ . | quote }}
 {{- end }}
+{{- with $v.listener.jwt.tokenFrom }}
+- name: TEMPORAL_CODEC_PROXY_LISTEN_TOKEN_FROM
+  value: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- if $v.listener.allowUnauthenticatedPlaintext }}
 - name: TEMPORAL_CODEC_PROXY_LISTEN_ALLOW_UNAUTHENTICATED_PLAINTEXT
@@ -275,6 +279,10 @@ leaving a pod in CrashLoopBackOff.
 {{- end }}
 {{- with $v.codecServer.issuer }}
 - name: TEMPORAL_CODEC_PROXY_CODEC_JWT_ISSUER
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.codecServer.tokenFrom }}
+- name: TEMPORAL_CODEC_PROXY_CODEC_TOKEN_FROM
   value: {{ . | quote }}
 {{- end }}
 - name: TEMPORAL_CODEC_PROXY_CODEC_ROLES_FROM
