@@ -252,8 +252,9 @@ pub struct ServeArgs {
     )]
     pub kms_decrypt_cache_capacity: u64,
 
-    /// Largest gRPC message accepted in either direction, in bytes, after decompression.
-    #[arg(long, env = "TEMPORAL_CODEC_PROXY_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES, value_name = "BYTES")]
+    /// Largest gRPC message accepted in either direction, in bytes, after decompression, and
+    /// largest message the proxy sends once it has encrypted or decrypted the payloads.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES, value_parser = parse_message_limit, value_name = "BYTES")]
     pub max_message_bytes: usize,
 
     /// Encrypt header payloads (`Header.fields`, which may carry propagated context).
@@ -728,6 +729,18 @@ impl ServeArgs {
 }
 
 /// Parses `30s`, `500ms`, `2m` or a bare number of seconds.
+/// A message limit a gRPC frame can carry: its length prefix is 32 bits.
+fn parse_message_limit(text: &str) -> Result<usize, String> {
+    let limit: u64 = text.parse().map_err(|_| format!("{text:?} is not a number of bytes"))?;
+    if limit == 0 || limit > u64::from(u32::MAX) {
+        return Err(format!(
+            "{limit} is outside 1..={}: a gRPC frame's length is 32 bits",
+            u32::MAX
+        ));
+    }
+    usize::try_from(limit).map_err(|_| format!("{limit} bytes do not fit this platform's memory"))
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = text

@@ -143,12 +143,15 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let codec = match kms_settings {
         Some(settings) => {
             tracing::info!(key = ?settings.selector, static_keys = key_count, "encrypting with AWS KMS data keys");
-            Arc::new(Codec::with_kms(keyring, KmsKeys::new(settings).await, args.policy()))
+            Arc::new(
+                Codec::with_kms(keyring, KmsKeys::new(settings).await, args.policy())
+                    .with_message_limit(args.max_message_bytes),
+            )
         }
         None => {
             let active = keyring.active().map(|key| key.id().to_owned()).unwrap_or_default();
             tracing::info!(active_key = %active, static_keys = key_count, "encrypting with static keys");
-            Arc::new(Codec::new(keyring, args.policy()))
+            Arc::new(Codec::new(keyring, args.policy()).with_message_limit(args.max_message_bytes))
         }
     };
     let upstream_client = proxy::upstream::connect_lazy(&upstream)?;

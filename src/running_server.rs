@@ -107,6 +107,9 @@ async fn accept_loop<F, Fut>(
         tasks.spawn(serve(stream, peer, shutdown.clone()));
         connections.store(tasks.len(), Ordering::Relaxed);
     }
+    // Closed before the connections drain: a client that connects now is refused at once and
+    // tries elsewhere, instead of sitting in a backlog that is never accepted.
+    drop(listener);
     while tasks.join_next().await.is_some() {
         connections.store(tasks.len(), Ordering::Relaxed);
     }
@@ -181,6 +184,30 @@ mod tests {
         drop(open);
         connections_become(&server, 0).await;
         server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn the_listening_socket_closes_as_soon_as_shutdown_begins() {
+        let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), echo_one_byte)
+            .await
+            .unwrap();
+        let address = server.local_addr();
+        let mut open = TcpStream::connect(address).await.unwrap();
+        open.write_all(b"x").await.unwrap();
+        let mut echoed = [0u8; 1];
+        open.read_exact(&mut echoed).await.unwrap();
+        let shutdown = tokio::spawn(server.shutdown(Duration::from_secs(10)));
+        let refused_by = tokio::time::Instant::now() + Duration::from_secs(2);
+        while TcpStream::connect(address).await.is_ok() {
+            assert!(
+                tokio::time::Instant::now() < refused_by,
+                "still accepting while a connection drains"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!shutdown.is_finished(), "the open connection should still be draining");
+        drop(open);
+        shutdown.await.unwrap();
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::payload::schema::{FieldClass, MessageIndex};
 use crate::payload::view::PayloadView;
-use crate::payload::walker::FailureTexts;
+use crate::payload::walker::{FailureTexts, REQUEST_MAX_DEPTH};
 use crate::payload::{PayloadTransformer, WalkError, rewrite};
 pub use keyring::{DataKey, Keyring, KeyringError};
 use prost::Message as _;
@@ -117,6 +117,8 @@ pub struct Codec {
     kms: Option<KmsKeys>,
     policy: EncryptionPolicy,
     stats: CodecStats,
+    /// Largest message a rewrite may produce.
+    max_message_bytes: usize,
 }
 
 impl std::fmt::Debug for Codec {
@@ -135,7 +137,16 @@ impl Codec {
             kms: None,
             policy,
             stats: CodecStats::default(),
+            max_message_bytes: usize::MAX,
         }
+    }
+
+    /// Refuses to produce a message larger than `limit` bytes: a request of many small
+    /// payloads grows many times over once encrypted, and the walk stops as soon as its output
+    /// passes the limit, so the growth costs at most the limit.
+    pub fn with_message_limit(mut self, limit: usize) -> Self {
+        self.max_message_bytes = limit;
+        self
     }
 
     /// A codec that encrypts with KMS data keys and still decrypts the static keyring's payloads.
@@ -225,6 +236,7 @@ impl Codec {
             key: key.data_key(),
             wrapped: key.wrapped(),
             policy: self.policy,
+            max_message_bytes: self.max_message_bytes,
             payloads: 0,
             bytes: 0,
         };
@@ -254,7 +266,7 @@ impl Codec {
         message_type: MessageIndex,
         message: &[u8],
     ) -> Result<Vec<u8>, WalkError> {
-        let mut decryptor = Decryptor::new(&self.keyring, resolved);
+        let mut decryptor = Decryptor::new(&self.keyring, resolved, self.max_message_bytes);
         let result = rewrite(message, message_type, &mut decryptor);
         self.record_decryption(&decryptor, result.as_ref().err());
         result
@@ -264,7 +276,7 @@ impl Codec {
     /// a serialized `Payloads`, without serializing them first: the codec server receives
     /// them as JSON and answers with JSON.
     pub fn decode_payloads(&self, resolved: &ResolvedKeys, payloads: Vec<Payload>) -> Result<Vec<Payload>, WalkError> {
-        let mut decryptor = Decryptor::new(&self.keyring, resolved);
+        let mut decryptor = Decryptor::new(&self.keyring, resolved, self.max_message_bytes);
         let mut plaintext = Vec::new();
         let result: Result<Vec<Payload>, WalkError> = payloads
             .into_iter()
@@ -312,6 +324,7 @@ struct Encryptor<'k> {
     key: &'k DataKey,
     wrapped: Option<&'k [u8]>,
     policy: EncryptionPolicy,
+    max_message_bytes: usize,
     payloads: u64,
     bytes: u64,
 }
@@ -327,6 +340,14 @@ impl PayloadTransformer for Encryptor<'_> {
         } else {
             FailureTexts::Keep
         }
+    }
+
+    fn max_depth(&self) -> u32 {
+        REQUEST_MAX_DEPTH
+    }
+
+    fn max_output_bytes(&self) -> usize {
+        self.max_message_bytes
     }
 
     fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {
@@ -346,6 +367,7 @@ impl PayloadTransformer for Encryptor<'_> {
 struct Decryptor<'k> {
     keyring: &'k Keyring,
     resolved: &'k ResolvedKeys,
+    max_message_bytes: usize,
     payloads: u64,
     bytes: u64,
     unknown_keys: u64,
@@ -362,6 +384,10 @@ impl PayloadTransformer for Decryptor<'_> {
         FailureTexts::Reveal
     }
 
+    fn max_output_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
     fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {
         let opened = self.open(view, out)?;
         if !opened {
@@ -372,10 +398,11 @@ impl PayloadTransformer for Decryptor<'_> {
 }
 
 impl<'k> Decryptor<'k> {
-    fn new(keyring: &'k Keyring, resolved: &'k ResolvedKeys) -> Self {
+    fn new(keyring: &'k Keyring, resolved: &'k ResolvedKeys, max_message_bytes: usize) -> Self {
         Self {
             keyring,
             resolved,
+            max_message_bytes,
             payloads: 0,
             bytes: 0,
             unknown_keys: 0,

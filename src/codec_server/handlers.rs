@@ -14,6 +14,7 @@ use super::error::ApiError;
 use crate::auth::{Access, AuthError, Authenticator};
 use crate::codec::Codec;
 use crate::codec::{BLOCKING_THRESHOLD, KeyError};
+use crate::json_nesting;
 use crate::keys::kms::KmsError;
 use crate::payload::WalkError;
 use crate::payload::schema::PAYLOADS_TYPE;
@@ -64,6 +65,12 @@ pub async fn dispatch(State(state): State<ApiState>, request: Request) -> Respon
     }
 }
 
+/// Deepest JSON nesting a request body may have. A `Payloads` body needs five levels
+/// (`{"payloads":[{"externalPayloads":[{…}]}]}`); the parser recurses once per level, so a
+/// limit far below what a thread's stack holds keeps a body of brackets from aborting the
+/// process.
+const MAX_JSON_NESTING: usize = 32;
+
 async fn handle(state: &ApiState, operation: Operation, request: Request) -> Result<Payloads, ApiError> {
     let (parts, body) = request.into_parts();
     require_json(&parts.headers)?;
@@ -80,6 +87,12 @@ async fn handle(state: &ApiState, operation: Operation, request: Request) -> Res
             .map_err(auth_error)?,
     };
     let body = read_body(body, state.max_body_bytes).await?;
+    json_nesting::check(&body, MAX_JSON_NESTING).map_err(|error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("request body is not a Payloads JSON object: {error}"),
+        )
+    })?;
     let payloads: Payloads = sonic_rs::from_slice(&body).map_err(|error| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -220,7 +233,8 @@ fn codec_error(error: WalkError) -> ApiError {
     match error {
         WalkError::Authentication { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()),
         WalkError::Encryption => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
-        WalkError::Malformed(_) | WalkError::TooDeep | WalkError::UserMetadataTooLarge { .. } => {
+        WalkError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+        WalkError::Malformed(_) | WalkError::TooDeep { .. } | WalkError::UserMetadataTooLarge { .. } => {
             ApiError::new(StatusCode::BAD_REQUEST, error.to_string())
         }
     }

@@ -12,8 +12,10 @@ pub use walker::{PayloadTransformer, rewrite};
 pub enum WalkError {
     #[error("malformed protobuf: {0}")]
     Malformed(String),
-    #[error("message nesting deeper than {} levels", walker::MAX_DEPTH)]
-    TooDeep,
+    #[error("message nesting deeper than {limit} levels")]
+    TooDeep { limit: u32 },
+    #[error("message would be larger than the limit of {limit} bytes once rewritten")]
+    TooLarge { limit: usize },
     #[error(
         "user metadata {field} is {size} bytes once encrypted, over the server's limit of {limit} bytes; \
          shorten it or turn off user metadata encryption"

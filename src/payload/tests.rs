@@ -361,23 +361,110 @@ fn malformed_messages_are_errors_not_panics() {
     }
 }
 
-#[test]
-fn recursion_is_bounded() {
-    let codec = codec(EncryptionPolicy::default());
-    let failure = schema::message_by_name("temporal.api.failure.v1.Failure").unwrap();
-    let cause_field = schema::message(failure)
+/// A `Failure` chain of `links` failures, each the `cause` of the one before, the innermost
+/// carrying a message (which encryption moves into a payload one level further down).
+fn failure_chain(links: usize) -> (MessageIndex, Vec<u8>) {
+    let innermost = temporalio_protos::temporal::api::failure::v1::Failure {
+        message: "innermost".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    (schema::FAILURE_TYPE, wrapped_in_causes(innermost, links - 1))
+}
+
+/// `failure` as the cause of `levels` failures around it.
+fn wrapped_in_causes(mut failure: Vec<u8>, levels: usize) -> Vec<u8> {
+    let cause_field = schema::message(schema::FAILURE_TYPE)
         .fields
         .iter()
-        .find(|rule| rule.target == failure)
+        .find(|rule| rule.target == schema::FAILURE_TYPE)
         .unwrap()
         .number;
-    let mut message = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..levels {
         let mut outer = Vec::new();
-        write_len_field(&mut outer, cause_field, &message);
-        message = outer;
+        write_len_field(&mut outer, cause_field, &failure);
+        failure = outer;
     }
-    assert!(matches!(codec.encode(failure, &message), Err(WalkError::TooDeep)));
+    failure
+}
+
+#[test]
+fn requests_are_refused_past_their_depth_limit_and_responses_read_deeper() {
+    let codec = codec(EncryptionPolicy::default());
+    // The chain's root is at depth 0 and its innermost failure at `links - 1`; that one's
+    // concealed message is a payload one level below.
+    let at_limit = walker::REQUEST_MAX_DEPTH as usize;
+    let (failure, message) = failure_chain(at_limit);
+    let encrypted = codec.encode(failure, &message).unwrap();
+    let (_, too_deep) = failure_chain(at_limit + 1);
+    assert!(matches!(
+        codec.encode(failure, &too_deep),
+        Err(WalkError::TooDeep { limit }) if limit == walker::REQUEST_MAX_DEPTH
+    ));
+    // What a request stored comes back inside a deeper envelope, and is still read.
+    let envelope = (walker::RESPONSE_MAX_DEPTH - walker::REQUEST_MAX_DEPTH - 1) as usize;
+    codec.decode(failure, &wrapped_in_causes(encrypted, envelope)).unwrap();
+    let (_, far_too_deep) = failure_chain(200);
+    assert!(matches!(
+        codec.decode(failure, &far_too_deep),
+        Err(WalkError::TooDeep { .. })
+    ));
+}
+
+#[test]
+fn walks_at_the_depth_limits_fit_a_two_mebibyte_thread_stack() {
+    // tokio's worker and blocking threads have 2 MiB stacks; this build's frames (debug
+    // too) must fit the deepest walk the limits allow.
+    let walked = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            let codec = codec(EncryptionPolicy::default());
+            let (failure, request) = failure_chain(walker::REQUEST_MAX_DEPTH as usize);
+            let encrypted = codec.encode(failure, &request).unwrap();
+            let (_, response) = failure_chain(walker::RESPONSE_MAX_DEPTH as usize + 1);
+            codec.decode(failure, &response).unwrap();
+            codec.decode(failure, &encrypted).unwrap()
+        })
+        .unwrap()
+        .join();
+    assert!(walked.is_ok());
+}
+
+#[test]
+fn a_message_that_grows_past_the_limit_once_encrypted_stops_the_walk() {
+    let request_type = schema::method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
+        .unwrap()
+        .request
+        .unwrap();
+    let tiny = Payload {
+        metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),
+        data: b"1".to_vec(),
+        external_payloads: vec![],
+    };
+    let request = StartWorkflowExecutionRequest {
+        input: Some(Payloads {
+            payloads: vec![tiny; 2000],
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let unlimited = codec(EncryptionPolicy::default())
+        .encode(request_type, &request)
+        .unwrap();
+    assert!(
+        unlimited.len() > 3 * request.len(),
+        "{} -> {}",
+        request.len(),
+        unlimited.len()
+    );
+    let limit = 2 * request.len();
+    let limited = codec(EncryptionPolicy::default()).with_message_limit(limit);
+    assert!(matches!(
+        limited.encode(request_type, &request),
+        Err(WalkError::TooLarge { limit: refused }) if refused == limit
+    ));
+    let roomy = codec(EncryptionPolicy::default()).with_message_limit(unlimited.len());
+    assert_eq!(roomy.encode(request_type, &request).unwrap().len(), unlimited.len());
 }
 
 #[test]

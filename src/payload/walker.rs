@@ -5,8 +5,17 @@ use super::schema::{self, FieldClass, MessageIndex, MessageKind, MessageSchema};
 use super::view::{ENCODING_KEY, PAYLOAD_DATA, PayloadView, map_entry, write_metadata_entry};
 use super::wire::{FieldReader, WIRE_LEN, WIRE_VARINT, write_len_field, write_length_prefixed, write_tag};
 
-/// Deepest message nesting the walker follows (`Failure.cause` chains, nested `Any`s).
-pub const MAX_DEPTH: u32 = 100;
+/// Deepest message nesting the walker follows in a request (`Failure.cause` chains,
+/// nested `Any`s), counted from the request message itself.
+///
+/// Stricter than [`RESPONSE_MAX_DEPTH`] on purpose: what a request stores comes back inside
+/// a deeper envelope (a history event inside a history inside a poll or history response,
+/// or a history blob), so a message the proxy lets in must never be one it cannot read
+/// back. Both stay well below what a 2 MiB thread stack holds (tokio's workers and its
+/// blocking pool), in debug builds too.
+pub const REQUEST_MAX_DEPTH: u32 = 64;
+/// Deepest message nesting the walker follows in a response.
+pub const RESPONSE_MAX_DEPTH: u32 = 100;
 
 /// The server's limits on `UserMetadata` payloads, measured on the whole payload.
 pub const USER_METADATA_SUMMARY_LIMIT: usize = 400;
@@ -78,6 +87,17 @@ pub trait PayloadTransformer {
     fn failure_texts(&self) -> FailureTexts {
         FailureTexts::Keep
     }
+
+    /// Deepest nesting followed; anything deeper fails with [`WalkError::TooDeep`].
+    fn max_depth(&self) -> u32 {
+        RESPONSE_MAX_DEPTH
+    }
+
+    /// Largest rewritten message; the walk stops with [`WalkError::TooLarge`] as soon as its
+    /// output passes it, so a message of many small payloads cannot grow without bound.
+    fn max_output_bytes(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// Rewrites the payloads in `message`, a serialized message of type `message_type`.
@@ -86,13 +106,24 @@ pub fn rewrite<T: PayloadTransformer>(
     message_type: MessageIndex,
     transformer: &mut T,
 ) -> Result<Vec<u8>, WalkError> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 8 + 64);
-    Walk { transformer }.message(message, message_type, FieldClass::Always, false, 0, &mut out)?;
+    let max_output = transformer.max_output_bytes();
+    let mut out = Vec::with_capacity((message.len() + message.len() / 8 + 64).min(max_output));
+    let mut walk = Walk {
+        max_depth: transformer.max_depth(),
+        max_output,
+        transformer,
+    };
+    walk.message(message, message_type, FieldClass::Always, false, 0, &mut out)?;
+    if out.len() > max_output {
+        return Err(WalkError::TooLarge { limit: max_output });
+    }
     Ok(out)
 }
 
 struct Walk<'t, T> {
     transformer: &'t mut T,
+    max_depth: u32,
+    max_output: usize,
 }
 
 /// How one field of a message is treated.
@@ -113,8 +144,8 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         depth: u32,
         out: &mut Vec<u8>,
     ) -> Result<bool, WalkError> {
-        if depth > MAX_DEPTH {
-            return Err(WalkError::TooDeep);
+        if depth > self.max_depth {
+            return Err(WalkError::TooDeep { limit: self.max_depth });
         }
         let schema = schema::message(message_type);
         match schema.kind {
@@ -474,6 +505,9 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         }
         let start = out.len();
         let changed = self.transformer.transform(input, &view, out)?;
+        if out.len() > self.max_output {
+            return Err(WalkError::TooLarge { limit: self.max_output });
+        }
         let limit = match class {
             FieldClass::UserMetadataSummary => Some(("summary", USER_METADATA_SUMMARY_LIMIT)),
             FieldClass::UserMetadataDetails => Some(("details", USER_METADATA_DETAILS_LIMIT)),

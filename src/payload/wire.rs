@@ -145,7 +145,7 @@ fn read_tag(buf: &[u8], pos: &mut usize) -> Result<(u32, u8), WalkError> {
 /// Skips the fields of a group up to and including its matching end tag.
 fn skip_group(buf: &[u8], pos: &mut usize, group_number: u32, depth: u32) -> Result<(), WalkError> {
     if depth > MAX_GROUP_DEPTH {
-        return Err(WalkError::TooDeep);
+        return Err(WalkError::TooDeep { limit: MAX_GROUP_DEPTH });
     }
     loop {
         if *pos >= buf.len() {

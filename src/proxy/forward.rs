@@ -19,7 +19,7 @@ use super::grpc_frame::{
     FrameError, GRPC_ACCEPT_ENCODING, GRPC_ENCODING, MessageEncoding, SUPPORTED_ENCODINGS, decode_messages,
     encode_frame,
 };
-use super::headers::{GRPC_STATUS, grpc_timeout, remove_hop_by_hop};
+use super::headers::{GRPC_STATUS, carries_protobuf, grpc_timeout, remove_hop_by_hop};
 use super::upstream::UpstreamClient;
 use crate::auth::jwt::JwtVerifier;
 use crate::codec::{BLOCKING_THRESHOLD, Codec, KeyError, MessageKeys};
@@ -197,6 +197,9 @@ impl Forwarder {
         let upstream_body = match request_type {
             None => Body::new(body),
             Some(message_type) => {
+                if !carries_protobuf(&parts.headers) {
+                    return Err(unsupported_content_type(&parts.headers));
+                }
                 let encoding = MessageEncoding::from_headers(&parts.headers)?;
                 parts.headers.remove(GRPC_ENCODING);
                 parts.headers.remove(http::header::CONTENT_LENGTH);
@@ -278,8 +281,15 @@ impl Forwarder {
         let (mut parts, body) = response.into_parts();
         if parts.headers.contains_key(GRPC_STATUS) {
             // A trailers-only answer: the status, and its details, are in the headers.
-            self.decode_status_details(&mut parts.headers).await;
+            self.decode_status_details(&mut parts.headers).await?;
             return Ok(http::Response::from_parts(parts, body));
+        }
+        if !carries_protobuf(&parts.headers) {
+            return Err(Status::internal(format!(
+                "upstream {} answered with content-type {:?}, which the proxy cannot read for payloads",
+                self.upstream_name,
+                content_type(&parts.headers)
+            )));
         }
         let encoding = MessageEncoding::from_headers(&parts.headers)
             .map_err(|status| Status::internal(format!("upstream response: {}", status.message())))?;
@@ -304,7 +314,7 @@ impl Forwarder {
             out.extend_from_slice(&encode_frame(&decrypted));
         }
         if let Some(trailers) = trailers.as_mut() {
-            self.decode_status_details(trailers).await;
+            self.decode_status_details(trailers).await?;
         }
         *added += codec_started.elapsed();
         Ok(http::Response::from_parts(
@@ -344,30 +354,45 @@ impl Forwarder {
     }
 
     /// Decrypts payloads in `grpc-status-details-bin` (query failures, multi-operation
-    /// failures). Undecodable details are left as the server sent them.
-    async fn decode_status_details(&self, headers: &mut HeaderMap) {
+    /// failures). Details that cannot be decoded fail the call, naming the server's own
+    /// status, rather than reach the worker as ciphertext.
+    async fn decode_status_details(&self, headers: &mut HeaderMap) -> Result<(), Status> {
         let Some(value) = headers.get(STATUS_DETAILS) else {
-            return;
+            return Ok(());
         };
-        let Ok(details) = BASE64_ANY_PADDING.decode(value.as_bytes()) else {
-            return;
+        let undecodable = |reason: String| {
+            let code = headers
+                .get(GRPC_STATUS)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<i32>().ok())
+                .map_or(Code::Unknown, Code::from_i32);
+            let message = headers
+                .get("grpc-message")
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+                .unwrap_or_default();
+            tracing::warn!(server_code = ?code, %reason, "grpc-status-details-bin could not be decoded");
+            Status::internal(format!(
+                "the server answered {code:?} ({message}), but its status details could not be decoded: {reason}"
+            ))
         };
-        let resolved = match self.codec.decryption_keys(self.status_type, &details).await {
-            Ok(resolved) => resolved,
-            Err(error) => {
-                tracing::warn!(%error, "left grpc-status-details-bin encrypted");
-                return;
-            }
-        };
-        match self.codec.decode_with(&resolved, self.status_type, &details) {
-            Ok(decoded) if decoded != details => {
-                if let Ok(value) = HeaderValue::from_str(&STANDARD_NO_PAD.encode(decoded)) {
-                    headers.insert(STATUS_DETAILS, value);
-                }
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "left grpc-status-details-bin encrypted"),
+        let details = BASE64_ANY_PADDING
+            .decode(value.as_bytes())
+            .map_err(|error| undecodable(format!("not base64: {error}")))?;
+        let resolved = self
+            .codec
+            .decryption_keys(self.status_type, &details)
+            .await
+            .map_err(|error| undecodable(error.to_string()))?;
+        let decoded = self
+            .codec
+            .decode_with(&resolved, self.status_type, &details)
+            .map_err(|error| undecodable(error.to_string()))?;
+        if decoded != details {
+            let value = HeaderValue::from_str(&STANDARD_NO_PAD.encode(decoded))
+                .map_err(|error| undecodable(error.to_string()))?;
+            headers.insert(STATUS_DETAILS, value);
         }
+        Ok(())
     }
 
     fn upstream_error(&self, error: &(dyn std::error::Error + 'static)) -> Status {
@@ -441,6 +466,14 @@ impl Forwarder {
 fn codec_status(direction: Direction, message_type: MessageIndex, error: WalkError) -> Status {
     let type_name = schema::message(message_type).name;
     match (error, direction) {
+        (WalkError::TooLarge { limit }, Direction::Request) => Status::resource_exhausted(format!(
+            "the request would be larger than the proxy's limit of {limit} bytes once its payloads \
+             are encrypted (--max-message-bytes); nothing was sent upstream"
+        )),
+        (WalkError::TooLarge { limit }, Direction::Response) => Status::resource_exhausted(format!(
+            "the response would be larger than the proxy's limit of {limit} bytes once its payloads \
+             are decrypted (--max-message-bytes)"
+        )),
         (error @ WalkError::Authentication { .. }, _) => Status::new(Code::DataLoss, error.to_string()),
         (WalkError::Encryption, _) => {
             Status::internal("payload encryption failed; the call was not forwarded".to_owned())
@@ -487,6 +520,23 @@ fn request_namespace(headers: &HeaderMap, method: Option<&MethodSchema>, message
         }
     }
     namespace
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
+/// A call whose messages are not protobuf cannot have its payloads found, so it is refused
+/// rather than forwarded with them in plaintext.
+fn unsupported_content_type(headers: &HeaderMap) -> Status {
+    Status::unimplemented(format!(
+        "content-type {:?} is not supported for calls that carry payloads: the proxy reads \
+         protobuf messages (application/grpc or application/grpc+proto)",
+        content_type(headers)
+    ))
 }
 
 fn is_grpc_response(response: &ProxyResponse) -> bool {

@@ -4,7 +4,7 @@ use std::io::Read as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use flate2::Compression;
-use flate2::read::{GzDecoder, GzEncoder};
+use flate2::read::{GzEncoder, MultiGzDecoder};
 use http::{HeaderMap, HeaderName};
 use tonic::{Code, Status};
 
@@ -94,8 +94,10 @@ fn decode_one(buf: &[u8], encoding: MessageEncoding, limit: usize) -> Result<Opt
 
 fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, FrameError> {
     let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
-    // Read one byte past the limit to tell "exactly at the limit" from "over it".
-    GzDecoder::new(compressed)
+    // Read one byte past the limit to tell "exactly at the limit" from "over it". A gzip
+    // stream may hold several members one after another (RFC 1952 §2.2), and all of them are
+    // the message.
+    MultiGzDecoder::new(compressed)
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| FrameError::Malformed(format!("gzip message does not decompress: {e}")))?;
@@ -130,6 +132,27 @@ pub fn encode_frame_gzip(message: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gzip_message_of_several_members_is_read_whole() {
+        let member = |text: &[u8]| {
+            let mut compressed = Vec::new();
+            GzEncoder::new(text, Compression::fast())
+                .read_to_end(&mut compressed)
+                .unwrap();
+            compressed
+        };
+        let compressed = [member(b"first half, "), member(b"second half")].concat();
+        let mut frame = vec![1];
+        frame.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&compressed);
+        let messages = decode_messages(&frame, MessageEncoding::Gzip, 1024).unwrap();
+        assert_eq!(messages, vec![b"first half, second half".to_vec()]);
+        assert!(matches!(
+            decode_messages(&frame, MessageEncoding::Gzip, 15),
+            Err(FrameError::TooLarge { limit: 15 })
+        ));
+    }
 
     #[test]
     fn splits_identity_and_gzip_frames() {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName};
 
 use super::grpc_frame::{GRPC_ACCEPT_ENCODING, GRPC_ENCODING};
@@ -33,6 +33,17 @@ pub fn remove_body_encoding(headers: &mut HeaderMap) {
     headers.remove(GRPC_ACCEPT_ENCODING);
 }
 
+/// Whether `content-type` says the messages are protobuf: `application/grpc` or
+/// `application/grpc+proto`, with or without parameters. Another subtype (`+json`, say)
+/// frames messages the walker cannot read.
+pub fn carries_protobuf(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    let media_type = value.split(';').next().unwrap_or_default().trim();
+    media_type.eq_ignore_ascii_case("application/grpc") || media_type.eq_ignore_ascii_case("application/grpc+proto")
+}
+
 /// The call's deadline from `grpc-timeout` (`<digits><unit>`, unit one of H M S m u n).
 pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
@@ -55,6 +66,23 @@ pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_protobuf_grpc_content_types_are_walked() {
+        let mut headers = HeaderMap::new();
+        assert!(!carries_protobuf(&headers));
+        for (value, protobuf) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("Application/GRPC; charset=utf-8", true),
+            ("application/grpc+json", false),
+            ("application/grpc-web", false),
+            ("application/json", false),
+        ] {
+            headers.insert(CONTENT_TYPE, value.parse().unwrap());
+            assert_eq!(carries_protobuf(&headers), protobuf, "{value}");
+        }
+    }
 
     #[test]
     fn parses_grpc_timeouts() {

@@ -160,7 +160,7 @@ async fn cors_answers_allowed_origins_only_including_on_errors() {
             .header("access-control-request-method", "POST")
             .header(
                 "access-control-request-headers",
-                "content-type,x-namespace,authorization",
+                "content-type,x-namespace,authorization,authorization-extras",
             )
             .send()
     };
@@ -170,7 +170,7 @@ async fn cors_answers_allowed_origins_only_including_on_errors() {
     assert_eq!(headers["access-control-allow-origin"], "http://ui.example.test");
     assert_eq!(headers["access-control-allow-credentials"], "true");
     let allowed_headers = headers["access-control-allow-headers"].to_str().unwrap().to_lowercase();
-    for header in ["content-type", "x-namespace", "authorization"] {
+    for header in ["content-type", "x-namespace", "authorization", "authorization-extras"] {
         assert!(allowed_headers.contains(header), "{allowed_headers}");
     }
     assert!(

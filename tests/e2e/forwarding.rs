@@ -39,8 +39,14 @@ async fn call(address: &str, path: &str, headers: &[(&str, &str)], body: Bytes) 
     call_with_body(address, path, headers, body).await.0
 }
 
-/// Sends one raw call and returns the response headers and trailers, and the body.
-async fn call_with_body(address: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> (http::HeaderMap, Bytes) {
+/// Sends one raw call and returns the response headers and trailers, and the body; a
+/// `content-type` among `headers` replaces the default `application/grpc`.
+pub async fn call_with_body(
+    address: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> (http::HeaderMap, Bytes) {
     let channel = Endpoint::from_shared(format!("http://{address}"))
         .unwrap()
         .connect()
@@ -49,8 +55,13 @@ async fn call_with_body(address: &str, path: &str, headers: &[(&str, &str)], bod
     let mut request = http::Request::builder()
         .method("POST")
         .uri(path)
-        .header("content-type", "application/grpc")
         .header("te", "trailers");
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        request = request.header("content-type", "application/grpc");
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

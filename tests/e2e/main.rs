@@ -3,6 +3,7 @@
 mod codec_auth;
 mod codec_server;
 mod echo_upstream;
+mod fail_closed;
 mod faults;
 mod forwarding;
 mod gateway;

@@ -275,7 +275,7 @@ impl TestProxy {
                 .map(|(id, key)| (id.to_string(), Zeroizing::new(key.to_vec()))),
         )
         .unwrap();
-        let codec = Codec::new(keyring, EncryptionPolicy::default());
+        let codec = Codec::new(keyring, EncryptionPolicy::default()).with_message_limit(max_message_bytes);
         Self::start_with_codec_and_limits(upstream, codec, max_message_bytes, authenticator).await
     }
 

@@ -1,0 +1,317 @@
+//! Input that used to crash the proxy, slip past it, or poison a workflow: each gets a clear
+//! error, nothing goes upstream, and the process stays up.
+
+use std::io::Read as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flate2::Compression;
+use flate2::read::GzEncoder;
+use prost::Message as _;
+use temporal_codec_proxy::payload::walker::REQUEST_MAX_DEPTH;
+use temporal_codec_proxy::proxy::grpc_frame::encode_frame;
+use temporalio_protos::google::rpc::Status as RpcStatus;
+use temporalio_protos::temporal::api::common::v1::{Payloads, WorkflowExecution};
+use temporalio_protos::temporal::api::failure::v1::Failure;
+use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
+use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
+use temporalio_protos::temporal::api::workflowservice::v1::{
+    DescribeWorkflowExecutionRequest, GetSystemInfoRequest, PollWorkflowTaskQueueRequest,
+};
+use tonic::Code;
+
+use crate::echo_upstream::{EchoUpstream, FAIL_HEADER};
+use crate::faults::{client, json_payload, start_request};
+use crate::forwarding::call_with_body;
+use crate::operations::ProxyProcess;
+use crate::support::{FAULTS_NAMESPACE, TestProxy, dev_server, random_key, started_input, unique, workflow_started};
+
+const START_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
+const QUERY_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/QueryWorkflow";
+
+/// Whether workflow `workflow_id` exists, asked of the server directly.
+async fn reached_the_server(workflow_id: &str) -> bool {
+    let described = client(&dev_server().address)
+        .await
+        .describe_workflow_execution(DescribeWorkflowExecutionRequest {
+            namespace: FAULTS_NAMESPACE.into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: workflow_id.into(),
+                run_id: String::new(),
+            }),
+        })
+        .await;
+    match described {
+        Ok(_) => true,
+        Err(status) if status.code() == Code::NotFound => false,
+        Err(status) => panic!("describing {workflow_id}: {status:?}"),
+    }
+}
+
+/// Both listeners of `proxy` still answer: the process did not die.
+async fn still_serving(proxy: &mut ProxyProcess) {
+    assert!(proxy.child.try_wait().unwrap().is_none(), "the proxy process exited");
+    client(&proxy.grpc)
+        .await
+        .get_system_info(GetSystemInfoRequest::default())
+        .await
+        .expect("the gRPC listener still answers");
+    let encoded = reqwest::Client::new()
+        .post(format!("http://{}/encode", proxy.codec))
+        .header("content-type", "application/json")
+        .body(r#"{"payloads":[]}"#)
+        .send()
+        .await
+        .expect("the codec server still answers");
+    assert_eq!(encoded.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_json_bodies_get_400_and_the_process_stays_up() {
+    let mut proxy = ProxyProcess::start(&dev_server().address, &random_key(), &[]);
+    for levels in [20_000, 1_000_000] {
+        let body = format!(r#"{{"payloads":[{{"metadata":{{}},"data":{}"#, "[".repeat(levels));
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/decode", proxy.codec))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("{levels} levels: no answer ({error}); did the process die?"));
+        assert_eq!(response.status(), 400, "{levels} levels");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("nested deeper than"),
+            "{levels} levels: {error}"
+        );
+        still_serving(&mut proxy).await;
+    }
+}
+
+/// A chain of `links` failures, each the cause of the one before, every one with a secret
+/// message.
+fn failure_chain(links: usize) -> Failure {
+    let mut failure = Failure {
+        message: "innermost-secret".into(),
+        ..Default::default()
+    };
+    for level in 1..links {
+        failure = Failure {
+            message: format!("secret-level-{level}"),
+            cause: Some(Box::new(failure)),
+            ..Default::default()
+        };
+    }
+    failure
+}
+
+/// The messages of a failure chain, outermost first.
+fn chain_messages(failure: &Failure) -> Vec<String> {
+    let mut messages = vec![failure.message.clone()];
+    let mut cause = failure.cause.as_deref();
+    while let Some(failure) = cause {
+        messages.push(failure.message.clone());
+        cause = failure.cause.as_deref();
+    }
+    messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_chain_at_the_request_limit_round_trips_and_one_level_deeper_is_refused() {
+    let proxy = TestProxy::start(&dev_server().address, &[("depth-key", random_key())]).await;
+    let mut workflows = client(&proxy.address()).await;
+    // The request is level 0 and its `continued_failure` level 1, so the innermost of
+    // `links` failures is at level `links`, and the payload its texts move into one below.
+    let at_limit = REQUEST_MAX_DEPTH as usize - 1;
+    let chain = failure_chain(at_limit);
+
+    let workflow_id = unique("deep-failure");
+    let task_queue = unique("deep-failure-tq");
+    let mut request = start_request(&workflow_id, json_payload("\"deep\""));
+    request.task_queue = Some(TaskQueue {
+        name: task_queue.clone(),
+        ..Default::default()
+    });
+    request.continued_failure = Some(chain.clone());
+    workflows.start_workflow_execution(request).await.unwrap();
+
+    // Stored encrypted: the server sees no failure text.
+    let stored = workflow_started(&dev_server().address, FAULTS_NAMESPACE, &workflow_id)
+        .await
+        .unwrap();
+    let stored_messages = chain_messages(stored.continued_failure.as_ref().unwrap());
+    assert!(stored_messages.iter().all(|message| message == "Encoded failure"));
+    // Read back through the proxy: as a history, and as a workflow task.
+    let read = workflow_started(&proxy.address(), FAULTS_NAMESPACE, &workflow_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        read.continued_failure.as_ref().map(chain_messages),
+        Some(chain_messages(&chain))
+    );
+    let mut poll = tonic::Request::new(PollWorkflowTaskQueueRequest {
+        namespace: FAULTS_NAMESPACE.into(),
+        task_queue: Some(TaskQueue {
+            name: task_queue,
+            ..Default::default()
+        }),
+        identity: "depth-test".into(),
+        ..Default::default()
+    });
+    poll.set_timeout(Duration::from_secs(20));
+    let task = workflows
+        .poll_workflow_task_queue(poll)
+        .await
+        .expect("the workflow task of a deep failure chain is readable through the proxy")
+        .into_inner();
+    let started = match task
+        .history
+        .unwrap()
+        .events
+        .into_iter()
+        .next()
+        .and_then(|event| event.attributes)
+    {
+        Some(Attributes::WorkflowExecutionStartedEventAttributes(started)) => started,
+        other => panic!("first event is not WorkflowExecutionStarted: {other:?}"),
+    };
+    assert_eq!(
+        started.continued_failure.as_ref().map(chain_messages),
+        Some(chain_messages(&chain))
+    );
+
+    let too_deep_id = unique("too-deep-failure");
+    let mut request = start_request(&too_deep_id, json_payload("\"deeper\""));
+    request.continued_failure = Some(failure_chain(at_limit + 1));
+    let refused = workflows.start_workflow_execution(request).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("nesting deeper than"), "{refused:?}");
+    assert!(
+        !reached_the_server(&too_deep_id).await,
+        "a too-deep request reached the server"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_would_pass_the_message_limit_once_encrypted_is_refused_before_it_is_sent() {
+    let limit = 64 * 1024;
+    let mut proxy = ProxyProcess::start(
+        &dev_server().address,
+        &random_key(),
+        &["--max-message-bytes", &limit.to_string()],
+    );
+    let workflow_id = unique("grows-past-limit");
+    let mut request = start_request(&workflow_id, json_payload("1"));
+    request.input = Some(Payloads {
+        payloads: vec![json_payload("1"); 2000],
+    });
+    let size = request.encoded_len();
+    assert!(size < limit, "the request itself ({size} bytes) must fit the limit");
+    let refused = client(&proxy.grpc)
+        .await
+        .start_workflow_execution(request)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("once its payloads are encrypted")
+            && refused.message().contains("--max-message-bytes"),
+        "{refused:?}"
+    );
+    assert!(!reached_the_server(&workflow_id).await);
+    still_serving(&mut proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_type_other_than_protobuf_is_refused_and_nothing_is_sent() {
+    let proxy = TestProxy::start(&dev_server().address, &[("content-type-key", random_key())]).await;
+    let workflow_id = unique("json-content-type");
+    let body = encode_frame(&start_request(&workflow_id, json_payload("\"secret-json\"")).encode_to_vec());
+    let (headers, _) = call_with_body(
+        &proxy.address(),
+        START_WORKFLOW,
+        &[
+            ("content-type", "application/grpc+json"),
+            ("temporal-namespace", FAULTS_NAMESPACE),
+        ],
+        body,
+    )
+    .await;
+    let status = tonic::Status::from_header_map(&headers).unwrap();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert!(status.message().contains("application/grpc+json"), "{status:?}");
+    assert!(!reached_the_server(&workflow_id).await);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_request_of_several_members_is_read_whole_and_encrypted() {
+    let proxy = TestProxy::start(&dev_server().address, &[("gzip-members-key", random_key())]).await;
+    let workflow_id = unique("gzip-members");
+    let message = start_request(&workflow_id, json_payload("\"secret-in-two-gzip-members\"")).encode_to_vec();
+    let (first, second) = message.split_at(message.len() / 2);
+    let member = |part: &[u8]| {
+        let mut compressed = Vec::new();
+        GzEncoder::new(part, Compression::fast())
+            .read_to_end(&mut compressed)
+            .unwrap();
+        compressed
+    };
+    let compressed = [member(first), member(second)].concat();
+    let mut frame = vec![1];
+    frame.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&compressed);
+    let (headers, _) = call_with_body(
+        &proxy.address(),
+        START_WORKFLOW,
+        &[("grpc-encoding", "gzip"), ("temporal-namespace", FAULTS_NAMESPACE)],
+        Bytes::from(frame),
+    )
+    .await;
+    assert_eq!(headers["grpc-status"], "0", "{headers:?}");
+    let stored = started_input(&dev_server().address, FAULTS_NAMESPACE, &workflow_id)
+        .await
+        .unwrap();
+    assert_eq!(stored.metadata["encoding"], b"binary/encrypted");
+    let read = started_input(&proxy.address(), FAULTS_NAMESPACE, &workflow_id)
+        .await
+        .unwrap();
+    assert_eq!(read.data, b"\"secret-in-two-gzip-members\"");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_details_that_cannot_be_decoded_fail_the_call_naming_the_servers_status() {
+    // Not a google.rpc.Status: field 3 (details) claims more bytes than follow.
+    let garbage = Bytes::from_static(&[0x1a, 0x7f, 0x01, 0x02]);
+    assert!(RpcStatus::decode(garbage.clone()).is_err());
+    let upstream = EchoUpstream::start(Bytes::new(), garbage).await;
+    let proxy = TestProxy::start(&upstream.address.to_string(), &[("details-key", random_key())]).await;
+    let (headers, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        call_with_body(
+            &proxy.address(),
+            QUERY_WORKFLOW,
+            &[(FAIL_HEADER, "1")],
+            encode_frame(&[]),
+        ),
+    )
+    .await
+    .unwrap();
+    let status = tonic::Status::from_header_map(&headers).unwrap();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(
+        status.message().contains("FailedPrecondition")
+            && status.message().contains("status details could not be decoded"),
+        "{status:?}"
+    );
+    assert!(
+        status.details().is_empty(),
+        "undecodable details were passed on: {status:?}"
+    );
+    proxy.stop().await;
+}
