@@ -70,7 +70,28 @@ fn main() {
     let set = FileDescriptorSet::decode(bytes.as_slice()).expect("decode Temporal descriptor set");
     let schema = Schema::from_descriptors(&set);
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("schema_table.rs");
-    std::fs::write(out, schema.render()).expect("write schema table");
+    let table = format!(
+        "{}/// The crate whose Temporal API descriptors the table was built from, as errors name it.\npub const API_VERSION: &str = {:?};\n",
+        schema.render(),
+        protos_version()
+    );
+    std::fs::write(out, table).expect("write schema table");
+}
+
+/// `temporalio-protos <version>` as the lock file pins it.
+fn protos_version() -> String {
+    let lock = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("Cargo.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let text = std::fs::read_to_string(lock).unwrap_or_default();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"temporalio-protos\""
+            && let Some(version) = lines.next().and_then(|next| next.strip_prefix("version = "))
+        {
+            return format!("temporalio-protos {}", version.trim_matches('"'));
+        }
+    }
+    "temporalio-protos".to_owned()
 }
 
 struct Method {
@@ -241,6 +262,12 @@ impl Schema {
             "    MessageSchema {{ name: \"temporal.api.common.v1.DataBlob\", kind: MessageKind::HistoryBlob {{ history: {history} }}, rule_mask: 0, fields: &[] }},"
         )
         .unwrap();
+        writeln!(out, "];").unwrap();
+
+        writeln!(out, "pub static PAYLOAD_FREE_MESSAGES: &[&str] = &[").unwrap();
+        for name in self.messages.keys().filter(|name| !reaching.contains(*name)) {
+            writeln!(out, "    {name:?},").unwrap();
+        }
         writeln!(out, "];").unwrap();
 
         writeln!(out, "pub const PAYLOAD_TYPE: MessageIndex = {};", index[PAYLOAD]).unwrap();

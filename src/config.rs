@@ -17,6 +17,7 @@ use crate::codec::EncryptionPolicy;
 use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS, tls};
 use crate::keys::kms::{DataKeyLimits, KmsKeySelector, KmsSettings, MAX_PAYLOADS_PER_DATA_KEY};
 use crate::proxy::forward::{CallerPolicy, UpstreamCredentials};
+use crate::proxy::method_policy::UnknownMethods;
 use crate::proxy::upstream::{UpstreamSettings, UpstreamTls};
 use crate::telemetry::LogFormat;
 
@@ -276,6 +277,13 @@ pub struct ServeArgs {
     /// They are put back on the way to the worker either way.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_ENCRYPT_FAILURE_MESSAGES", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub encrypt_failure_messages: bool,
+
+    /// Calls to methods outside the proxy's Temporal API schema: `refuse` answers
+    /// UNIMPLEMENTED (their payloads could not be found, so they would go out unencrypted);
+    /// `forward` sends them on byte for byte and counts them. Health checks and server
+    /// reflection are always forwarded.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_UNKNOWN_METHODS", value_enum, default_value_t = UnknownMethods::Refuse)]
+    pub unknown_methods: UnknownMethods,
 
     /// Address of the codec-server HTTP API (`/encode`, `/decode`) for the Web UI and CLI.
     #[arg(

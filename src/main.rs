@@ -177,7 +177,8 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             metrics,
         )
         .with_credentials(credentials)
-        .with_caller_policy(caller_policy),
+        .with_caller_policy(caller_policy)
+        .with_unknown_methods(args.unknown_methods),
     );
     let listener_uses_tls = listener_tls.is_some();
     let listener = proxy::start(args.listen, forwarder, listener_tls)

@@ -54,12 +54,18 @@ struct MethodLabel {
     method: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabel {
+    action: &'static str,
+}
+
 /// The proxy's metrics registry and the instruments the forwarder updates.
 pub struct Metrics {
     registry: Registry,
     calls: Family<CallLabels, Counter>,
     upstream_seconds: Family<MethodLabel, Histogram>,
     added_seconds: Family<MethodLabel, Histogram>,
+    unknown_methods: Family<ActionLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -95,13 +101,27 @@ impl Metrics {
             "Time the proxy itself spent on a call: reading, encrypting and decrypting",
             added_seconds.clone(),
         );
+        let unknown_methods = Family::<ActionLabel, Counter>::default();
+        registry.register(
+            "unknown_method_calls",
+            "Calls to methods outside the payload schema, by what happened to them (refused, forwarded)",
+            unknown_methods.clone(),
+        );
         registry.register_collector(Box::new(CodecCollector { codec }));
         Self {
             registry,
             calls,
             upstream_seconds,
             added_seconds,
+            unknown_methods,
         }
+    }
+
+    /// Records one call to a method outside the payload schema.
+    pub fn record_unknown_method(&self, action: crate::proxy::method_policy::UnknownMethodAction) {
+        self.unknown_methods
+            .get_or_create(&ActionLabel { action: action.label() })
+            .inc();
     }
 
     /// Records one finished call.
@@ -161,7 +181,7 @@ struct CodecCollector {
 impl prometheus_client::collector::Collector for CodecCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.codec.stats();
-        let counters: [(&str, &str, &AtomicU64); 6] = [
+        let counters: [(&str, &str, &AtomicU64); 7] = [
             ("payloads_encrypted", "Payloads encrypted", &stats.payloads_encrypted),
             ("payloads_decrypted", "Payloads decrypted", &stats.payloads_decrypted),
             (
@@ -183,6 +203,11 @@ impl prometheus_client::collector::Collector for CodecCollector {
                 "payloads_failed_authentication",
                 "Encrypted payloads under a held key that failed authentication (codec errors)",
                 &stats.payloads_failed_authentication,
+            ),
+            (
+                "payloads_encrypted_again",
+                "Request payloads labelled binary/encrypted that no held key authenticated, encrypted once more",
+                &stats.payloads_encrypted_again,
             ),
         ];
         for (name, help, value) in counters {

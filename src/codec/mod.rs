@@ -65,6 +65,9 @@ pub struct CodecStats {
     pub payloads_unknown_key: AtomicU64,
     /// Encrypted payloads under a held key that failed authentication.
     pub payloads_failed_authentication: AtomicU64,
+    /// Request payloads labelled `binary/encrypted` that no held key authenticated, and that
+    /// were therefore encrypted again.
+    pub payloads_encrypted_again: AtomicU64,
 }
 
 /// The key one call encrypts its payloads with.
@@ -235,10 +238,13 @@ impl Codec {
         let mut encryptor = Encryptor {
             key: key.data_key(),
             wrapped: key.wrapped(),
+            keyring: &self.keyring,
             policy: self.policy,
             max_message_bytes: self.max_message_bytes,
             payloads: 0,
             bytes: 0,
+            encrypted_again: 0,
+            opened: Vec::new(),
         };
         let out = rewrite(message, message_type, &mut encryptor)?;
         if let EncryptionKey::Kms(leased) = key {
@@ -250,6 +256,15 @@ impl Codec {
         self.stats
             .plaintext_bytes_encrypted
             .fetch_add(encryptor.bytes, Ordering::Relaxed);
+        if encryptor.encrypted_again > 0 {
+            self.stats
+                .payloads_encrypted_again
+                .fetch_add(encryptor.encrypted_again, Ordering::Relaxed);
+            tracing::debug!(
+                payloads = encryptor.encrypted_again,
+                "encrypted payloads labelled binary/encrypted that no held key authenticates"
+            );
+        }
         Ok(out)
     }
 
@@ -323,10 +338,36 @@ impl Codec {
 struct Encryptor<'k> {
     key: &'k DataKey,
     wrapped: Option<&'k [u8]>,
+    /// Static keys a payload already labelled `binary/encrypted` may prove it is under.
+    keyring: &'k Keyring,
     policy: EncryptionPolicy,
     max_message_bytes: usize,
     payloads: u64,
     bytes: u64,
+    /// Payloads labelled encrypted that no held key authenticates, encrypted once more.
+    encrypted_again: u64,
+    /// Scratch space for checking labelled payloads.
+    opened: Vec<u8>,
+}
+
+impl Encryptor<'_> {
+    /// Whether a payload labelled `binary/encrypted` really is ciphertext under a static key
+    /// this proxy holds. A label costs a caller nothing to write, so only a key that
+    /// authenticates the ciphertext lets it pass unchanged. Envelope (KMS) payloads are not
+    /// unwrapped here: KMS would have to be asked in the middle of the walk, so they count
+    /// as under a foreign key.
+    fn authenticates(&mut self, view: &PayloadView<'_>) -> bool {
+        if view.data_key_encrypted.is_some() {
+            return false;
+        }
+        let Some(key) = self.keyring.get(view.key_id.unwrap_or_default()) else {
+            return false;
+        };
+        self.opened.clear();
+        let authentic = samples_format::decrypt_payload(key, view.data, &mut self.opened).is_ok();
+        zeroize::Zeroize::zeroize(&mut self.opened);
+        authentic
+    }
 }
 
 impl PayloadTransformer for Encryptor<'_> {
@@ -350,12 +391,25 @@ impl PayloadTransformer for Encryptor<'_> {
         self.max_message_bytes
     }
 
+    fn opaque(&self, what: String) -> Result<(), WalkError> {
+        Err(WalkError::Opaque(what))
+    }
+
     fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {
         // Empty metadata marks server-made Nexus task payloads; SDK converters always set an
-        // encoding. An already-encrypted payload is never wrapped twice.
-        if view.metadata_entries == 0 || view.is_encrypted() {
+        // encoding. Ciphertext under a held key is never wrapped twice.
+        if view.metadata_entries == 0 {
             out.extend_from_slice(payload);
             return Ok(false);
+        }
+        if view.is_encrypted() {
+            if self.authenticates(view) {
+                out.extend_from_slice(payload);
+                return Ok(false);
+            }
+            // A client's own codec under a foreign key, or a label on plaintext: encrypted
+            // like any payload, and unwrapped on the way back to exactly what was sent.
+            self.encrypted_again += 1;
         }
         samples_format::encrypt_payload(self.key, self.wrapped, payload, out)?;
         self.payloads += 1;

@@ -234,6 +234,7 @@ fn codec_error(error: WalkError) -> ApiError {
         WalkError::Authentication { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()),
         WalkError::Encryption => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
         WalkError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+        WalkError::Opaque(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()),
         WalkError::Malformed(_) | WalkError::TooDeep { .. } | WalkError::UserMetadataTooLarge { .. } => {
             ApiError::new(StatusCode::BAD_REQUEST, error.to_string())
         }

@@ -25,6 +25,8 @@ pub enum WalkError {
         size: usize,
         limit: usize,
     },
+    #[error("the message holds {0}, so the proxy cannot tell whether it carries payloads to encrypt")]
+    Opaque(String),
     #[error("payload under key {key_id:?} failed authentication (tampered or encrypted with a different key)")]
     Authentication { key_id: String },
     #[error("encryption failed")]

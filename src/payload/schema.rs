@@ -110,6 +110,28 @@ pub fn message_by_name(name: &str) -> Option<MessageIndex> {
         .and_then(|i| MessageIndex::try_from(i).ok())
 }
 
+/// What the schema knows of a message type named in an `Any` or a system envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedType {
+    /// A type that can hold payloads, to be walked.
+    Payloads(MessageIndex),
+    /// A type of the API that holds no payloads.
+    PayloadFree,
+    /// A type the compiled-in API does not have: whether it holds payloads is unknown.
+    Unknown,
+}
+
+/// Looks up a message type by its full name.
+pub fn named_type(name: &str) -> NamedType {
+    if let Some(index) = message_by_name(name) {
+        NamedType::Payloads(index)
+    } else if PAYLOAD_FREE_MESSAGES.binary_search(&name).is_ok() {
+        NamedType::PayloadFree
+    } else {
+        NamedType::Unknown
+    }
+}
+
 /// The schema of an RPC by its HTTP/2 path (`/package.Service/Method`).
 pub fn method(path: &str) -> Option<&'static MethodSchema> {
     METHODS.binary_search_by(|m| m.path.cmp(path)).ok().map(|i| &METHODS[i])

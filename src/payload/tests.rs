@@ -313,7 +313,7 @@ fn system_nexus_envelope_stays_readable() {
 }
 
 #[test]
-fn payloads_inside_any_are_rewritten_and_unknown_any_types_are_copied() {
+fn payloads_inside_any_are_rewritten_and_unknown_any_types_are_refused_on_the_way_in_only() {
     let codec = codec(EncryptionPolicy::default());
     let any = schema::message_by_name("google.protobuf.Any").unwrap();
     let payloads = Payloads {
@@ -327,7 +327,94 @@ fn payloads_inside_any_are_rewritten_and_unknown_any_types_are_copied() {
     let mut unknown = Vec::new();
     write_len_field(&mut unknown, 1, b"type.googleapis.com/example.Unknown");
     write_len_field(&mut unknown, 2, &payloads.encode_to_vec());
-    assert_eq!(codec.encode(any, &unknown).unwrap(), unknown);
+    assert!(matches!(codec.encode(any, &unknown), Err(WalkError::Opaque(what)) if what.contains("example.Unknown")));
+    assert_eq!(codec.decode(any, &unknown).unwrap(), unknown);
+    // A type of the API that holds no payloads, and an empty Any, pass either way.
+    let mut payload_free = Vec::new();
+    write_len_field(
+        &mut payload_free,
+        1,
+        b"type.googleapis.com/temporal.api.errordetails.v1.NotFoundFailure",
+    );
+    write_len_field(&mut payload_free, 2, b"\x0a\x06active");
+    assert_eq!(codec.encode(any, &payload_free).unwrap(), payload_free);
+    let mut empty = Vec::new();
+    write_len_field(&mut empty, 1, b"type.googleapis.com/example.Unknown");
+    assert_eq!(codec.encode(any, &empty).unwrap(), empty);
+}
+
+#[test]
+fn a_system_envelope_of_an_unknown_message_type_is_refused_on_the_way_in() {
+    let codec = codec(EncryptionPolicy::default());
+    let envelope = Payload {
+        metadata: [
+            ("encoding".to_owned(), b"binary/protobuf".to_vec()),
+            ("messageType".to_owned(), b"temporal.api.future.v1.NewRequest".to_vec()),
+            ("__temporal_system_payload".to_owned(), b"true".to_vec()),
+        ]
+        .into(),
+        data: json("\"secret-in-a-new-envelope\"").encode_to_vec(),
+        external_payloads: vec![],
+    };
+    let payload = envelope.encode_to_vec();
+    assert!(
+        matches!(codec.encode(schema::PAYLOAD_TYPE, &payload), Err(WalkError::Opaque(what)) if what.contains("NewRequest"))
+    );
+    assert_eq!(codec.decode(schema::PAYLOAD_TYPE, &payload).unwrap(), payload);
+}
+
+#[test]
+fn a_payload_labelled_encrypted_passes_unchanged_only_when_a_held_key_authenticates_it() {
+    let codec = codec(EncryptionPolicy::default());
+    let genuine = codec
+        .encode(schema::PAYLOAD_TYPE, &json("\"ours\"").encode_to_vec())
+        .unwrap();
+    assert_eq!(codec.encode(schema::PAYLOAD_TYPE, &genuine).unwrap(), genuine);
+
+    let other_team = Codec::new(
+        Keyring::new([("other-team".to_owned(), Zeroizing::new(vec![9u8; 32]))]).unwrap(),
+        EncryptionPolicy::default(),
+    );
+    let foreign = other_team
+        .encode(schema::PAYLOAD_TYPE, &json("\"theirs\"").encode_to_vec())
+        .unwrap();
+    let disguised = Payload {
+        metadata: [
+            ("encoding".to_owned(), b"binary/encrypted".to_vec()),
+            ("encryption-key-id".to_owned(), b"test".to_vec()),
+        ]
+        .into(),
+        data: b"\"plaintext in disguise\"".to_vec(),
+        external_payloads: vec![],
+    }
+    .encode_to_vec();
+    let unlabelled_key = Payload {
+        metadata: [("encoding".to_owned(), b"binary/encrypted".to_vec())].into(),
+        data: b"\"no key id at all\"".to_vec(),
+        external_payloads: vec![],
+    }
+    .encode_to_vec();
+    for sent in [foreign, disguised, unlabelled_key] {
+        let stored = codec.encode(schema::PAYLOAD_TYPE, &sent).unwrap();
+        assert_ne!(stored, sent);
+        assert!(!contains(&stored, b"disguise") && !contains(&stored, b"no key id"));
+        assert_eq!(
+            Payload::decode(stored.as_slice()).unwrap().metadata["encryption-key-id"],
+            b"test"
+        );
+        assert_eq!(
+            codec.decode(schema::PAYLOAD_TYPE, &stored).unwrap(),
+            sent,
+            "returned exactly as sent"
+        );
+    }
+    assert_eq!(
+        codec
+            .stats()
+            .payloads_encrypted_again
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Rewrites every payload of a message on the wire and copies all other bytes verbatim.
 
 use super::WalkError;
-use super::schema::{self, FieldClass, MessageIndex, MessageKind, MessageSchema};
+use super::schema::{self, FieldClass, MessageIndex, MessageKind, MessageSchema, NamedType};
 use super::view::{ENCODING_KEY, PAYLOAD_DATA, PayloadView, map_entry, write_metadata_entry};
 use super::wire::{FieldReader, WIRE_LEN, WIRE_VARINT, write_len_field, write_length_prefixed, write_tag};
 
@@ -86,6 +86,14 @@ pub trait PayloadTransformer {
     /// What happens to failure messages and stack traces.
     fn failure_texts(&self) -> FailureTexts {
         FailureTexts::Keep
+    }
+
+    /// Decides on a part of a message that may hold payloads the walker cannot find: an
+    /// `Any` of a type the schema does not have, a history blob of an unknown encoding, a
+    /// system envelope of an unknown message type. `Ok` copies it unchanged, as reading a
+    /// response may; a request must refuse it, or its payloads would go out in plaintext.
+    fn opaque(&self, _what: String) -> Result<(), WalkError> {
+        Ok(())
     }
 
     /// Deepest nesting followed; anything deeper fails with [`WalkError::TooDeep`].
@@ -201,19 +209,27 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                 }
             }
             MessageKind::Any => {
-                let inner = last_len_field(input, ANY_TYPE_URL)?
-                    .and_then(|url| std::str::from_utf8(url).ok())
+                let type_url = last_len_field(input, ANY_TYPE_URL)?.unwrap_or_default();
+                let type_name = std::str::from_utf8(type_url)
                     .map(|url| url.rsplit('/').next().unwrap_or(url))
-                    .and_then(schema::message_by_name);
-                match inner {
-                    Some(target) => self.fields(input, out, depth, |number| {
+                    .unwrap_or_default();
+                match schema::named_type(type_name) {
+                    NamedType::Payloads(target) => self.fields(input, out, depth, |number| {
                         (number == ANY_VALUE).then_some(Descend {
                             target,
                             class,
                             system: false,
                         })
                     }),
-                    None => {
+                    NamedType::Unknown if last_len_field(input, ANY_VALUE)?.is_some_and(|value| !value.is_empty()) => {
+                        self.transformer.opaque(format!(
+                            "google.protobuf.Any of type {:?}, which this proxy's Temporal API does not have",
+                            String::from_utf8_lossy(type_url)
+                        ))?;
+                        out.extend_from_slice(input);
+                        Ok(false)
+                    }
+                    NamedType::PayloadFree | NamedType::Unknown => {
                         out.extend_from_slice(input);
                         Ok(false)
                     }
@@ -238,7 +254,13 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                     out,
                     |_| None,
                 ),
-                _ => {
+                encoding => {
+                    if last_len_field(input, DATA_BLOB_DATA)?.is_some_and(|data| !data.is_empty()) {
+                        self.transformer.opaque(format!(
+                            "a history blob of encoding {}, neither PROTO3 nor JSON",
+                            encoding.map_or("unset".to_owned(), |encoding| encoding.to_string())
+                        ))?;
+                    }
                     out.extend_from_slice(input);
                     Ok(false)
                 }
@@ -531,19 +553,25 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         depth: u32,
         out: &mut Vec<u8>,
     ) -> Result<bool, WalkError> {
-        let inner = view
-            .message_type
-            .and_then(|name| std::str::from_utf8(name).ok())
-            .and_then(schema::message_by_name);
+        let message_type = view.message_type.unwrap_or_default();
+        let inner = std::str::from_utf8(message_type).map_or(NamedType::Unknown, schema::named_type);
         match inner {
-            Some(target) => self.fields(input, out, depth, |number| {
+            NamedType::Payloads(target) => self.fields(input, out, depth, |number| {
                 (number == PAYLOAD_DATA).then_some(Descend {
                     target,
                     class: FieldClass::Always,
                     system: false,
                 })
             }),
-            None => {
+            NamedType::Unknown => {
+                self.transformer.opaque(format!(
+                    "a __temporal_system Nexus envelope of message type {:?}, which this proxy's Temporal API does not have",
+                    String::from_utf8_lossy(message_type)
+                ))?;
+                out.extend_from_slice(input);
+                Ok(false)
+            }
+            NamedType::PayloadFree => {
                 out.extend_from_slice(input);
                 Ok(false)
             }

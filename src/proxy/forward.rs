@@ -20,6 +20,7 @@ use super::grpc_frame::{
     encode_frame,
 };
 use super::headers::{GRPC_STATUS, carries_protobuf, grpc_timeout, remove_hop_by_hop};
+use super::method_policy::{MethodPolicy, UnknownMethodAction, UnknownMethods};
 use super::upstream::UpstreamClient;
 use crate::auth::jwt::JwtVerifier;
 use crate::codec::{BLOCKING_THRESHOLD, Codec, KeyError, MessageKeys};
@@ -87,6 +88,7 @@ pub struct Forwarder {
     metrics: Arc<Metrics>,
     credentials: UpstreamCredentials,
     callers: CallerPolicy,
+    methods: MethodPolicy,
 }
 
 impl Forwarder {
@@ -105,6 +107,7 @@ impl Forwarder {
             metrics,
             credentials: UpstreamCredentials::default(),
             callers: CallerPolicy::default(),
+            methods: MethodPolicy::default(),
             status_type: schema::message_by_name("google.rpc.Status")
                 .expect("google.rpc.Status carries Any details, so it is in the schema table"),
         }
@@ -120,6 +123,26 @@ impl Forwarder {
     pub fn with_caller_policy(mut self, callers: CallerPolicy) -> Self {
         self.callers = callers;
         self
+    }
+
+    /// Treats calls to methods outside the payload schema as `unknown` says.
+    pub fn with_unknown_methods(mut self, unknown: UnknownMethods) -> Self {
+        self.methods = MethodPolicy::new(unknown);
+        self
+    }
+
+    /// Refuses a call to a method outside the payload schema unless policy forwards it.
+    fn admit_method(&self, path: &str, method: Option<&MethodSchema>) -> Result<(), Status> {
+        if method.is_some() {
+            return Ok(());
+        }
+        let decided = self.methods.unknown_method(path);
+        let action = match &decided {
+            Ok(action) => *action,
+            Err(_) => UnknownMethodAction::Refused,
+        };
+        self.metrics.record_unknown_method(action);
+        decided.map(drop)
     }
 
     /// Refuses a caller the policy does not admit, before anything goes upstream.
@@ -148,7 +171,10 @@ impl Forwarder {
         let method = schema::method(request.uri().path());
         let uri = request.uri().clone();
         let mut added = Duration::ZERO;
-        let admitted = self.admit(request.headers(), caller).await;
+        let admitted = match self.admit(request.headers(), caller).await {
+            Ok(()) => self.admit_method(uri.path(), method),
+            refused => refused,
+        };
         let result = match (admitted, grpc_timeout(request.headers())) {
             (Err(status), _) => Err(status),
             (Ok(()), Some(deadline)) => tokio::time::timeout(deadline, self.forward(request, method, &mut added))
@@ -475,6 +501,9 @@ fn codec_status(direction: Direction, message_type: MessageIndex, error: WalkErr
              are decrypted (--max-message-bytes)"
         )),
         (error @ WalkError::Authentication { .. }, _) => Status::new(Code::DataLoss, error.to_string()),
+        (error @ WalkError::Opaque(_), Direction::Request) => Status::failed_precondition(format!(
+            "{error}; nothing was sent upstream (a proxy release built on a newer Temporal API may know it)"
+        )),
         (WalkError::Encryption, _) => {
             Status::internal("payload encryption failed; the call was not forwarded".to_owned())
         }

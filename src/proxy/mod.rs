@@ -6,6 +6,7 @@ pub mod forward;
 pub mod grpc_frame;
 pub mod headers;
 pub mod listener;
+pub mod method_policy;
 pub mod upstream;
 
 pub use forward::{Caller, CallerPolicy, Forwarder};

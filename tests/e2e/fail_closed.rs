@@ -8,10 +8,12 @@ use bytes::Bytes;
 use flate2::Compression;
 use flate2::read::GzEncoder;
 use prost::Message as _;
+use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
+use temporal_codec_proxy::payload::schema::PAYLOAD_TYPE;
 use temporal_codec_proxy::payload::walker::REQUEST_MAX_DEPTH;
 use temporal_codec_proxy::proxy::grpc_frame::encode_frame;
 use temporalio_protos::google::rpc::Status as RpcStatus;
-use temporalio_protos::temporal::api::common::v1::{Payloads, WorkflowExecution};
+use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution};
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
@@ -19,15 +21,20 @@ use temporalio_protos::temporal::api::workflowservice::v1::{
     DescribeWorkflowExecutionRequest, GetSystemInfoRequest, PollWorkflowTaskQueueRequest,
 };
 use tonic::Code;
+use zeroize::Zeroizing;
 
 use crate::echo_upstream::{EchoUpstream, FAIL_HEADER};
 use crate::faults::{client, json_payload, start_request};
 use crate::forwarding::call_with_body;
 use crate::operations::ProxyProcess;
+use crate::relay::Relay;
 use crate::support::{FAULTS_NAMESPACE, TestProxy, dev_server, random_key, started_input, unique, workflow_started};
 
 const START_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
 const QUERY_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/QueryWorkflow";
+/// A method a newer Temporal API might add, with a request that carries a payload.
+const NEW_METHOD: &str = "/temporal.api.workflowservice.v1.WorkflowService/NoSuchMethod";
+const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 
 /// Whether workflow `workflow_id` exists, asked of the server directly.
 async fn reached_the_server(workflow_id: &str) -> bool {
@@ -312,6 +319,161 @@ async fn status_details_that_cannot_be_decoded_fail_the_call_naming_the_servers_
     assert!(
         status.details().is_empty(),
         "undecodable details were passed on: {status:?}"
+    );
+    proxy.stop().await;
+}
+
+async fn unknown_method_calls(proxy: &ProxyProcess, action: &str) -> String {
+    let metrics = reqwest::get(format!("http://{}/metrics", proxy.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("temporal_codec_proxy_unknown_method_calls_total{{action=\"{action}\"}}");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map(|value| value.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_methods_are_refused_unless_told_to_forward_and_health_checks_pass() {
+    let relay = Relay::start(&dev_server().address).await;
+    let upstream = relay.address.to_string();
+    let marker = b"secret-for-a-newer-api";
+    let body = encode_frame(
+        &start_request(
+            &unique("new-method"),
+            json_payload(&format!("\"{}\"", String::from_utf8_lossy(marker))),
+        )
+        .encode_to_vec(),
+    );
+    let namespace = [("temporal-namespace", FAULTS_NAMESPACE)];
+
+    let refusing = ProxyProcess::start(&upstream, &random_key(), &[]);
+    for _ in 0..3 {
+        let (headers, _) = call_with_body(&refusing.grpc, NEW_METHOD, &namespace, body.clone()).await;
+        let status = tonic::Status::from_header_map(&headers).unwrap();
+        assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+        assert!(status.message().contains("--unknown-methods forward"), "{status:?}");
+    }
+    assert!(
+        !relay.sent_upstream(marker),
+        "the payload of a refused call went upstream"
+    );
+    let (headers, _) = call_with_body(&refusing.grpc, HEALTH_CHECK, &[], encode_frame(&[])).await;
+    assert_eq!(headers["grpc-status"], "0", "health checks are forwarded: {headers:?}");
+    assert_eq!(unknown_method_calls(&refusing, "refused").await, "3");
+    let logged = refusing
+        .all_logs()
+        .matches("refused calls to a method outside the payload schema")
+        .count();
+    assert_eq!(logged, 1, "logged once per method, not per call");
+
+    let forwarding = ProxyProcess::start(&upstream, &random_key(), &["--unknown-methods", "forward"]);
+    let (headers, _) = call_with_body(&forwarding.grpc, NEW_METHOD, &namespace, body).await;
+    let status = tonic::Status::from_header_map(&headers).unwrap();
+    // The server's own answer, now that the call reached it.
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert!(!status.message().contains("--unknown-methods"), "{status:?}");
+    assert!(relay.sent_upstream(marker), "forwarded byte for byte");
+    assert_eq!(unknown_method_calls(&forwarding, "forwarded").await, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_is_no_proof_foreign_ciphertext_and_disguised_plaintext_are_encrypted_and_come_back_as_sent() {
+    let key = random_key();
+    let proxy = TestProxy::start(&dev_server().address, &[("held-key", key)]).await;
+    let held = Codec::new(
+        Keyring::new([("held-key".to_owned(), Zeroizing::new(key.to_vec()))]).unwrap(),
+        EncryptionPolicy::default(),
+    );
+    let other_team = Codec::new(
+        Keyring::new([("other-team".to_owned(), Zeroizing::new(random_key().to_vec()))]).unwrap(),
+        EncryptionPolicy::default(),
+    );
+    let encrypt = |codec: &Codec, text: &str| {
+        Payload::decode(
+            codec
+                .encode(PAYLOAD_TYPE, &json_payload(text).encode_to_vec())
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap()
+    };
+    let labelled = |key_id: Option<&str>, data: &[u8]| {
+        let mut metadata: std::collections::HashMap<String, Vec<u8>> =
+            [("encoding".to_owned(), b"binary/encrypted".to_vec())].into();
+        if let Some(key_id) = key_id {
+            metadata.insert("encryption-key-id".to_owned(), key_id.as_bytes().to_vec());
+        }
+        Payload {
+            metadata,
+            data: data.to_vec(),
+            external_payloads: vec![],
+        }
+    };
+    let cases = [
+        (
+            "a client's own samples codec under a foreign key",
+            encrypt(&other_team, "\"theirs\""),
+        ),
+        (
+            "plaintext labelled as under the held key",
+            labelled(Some("held-key"), b"\"secret-disguised\""),
+        ),
+        (
+            "plaintext labelled encrypted under no key",
+            labelled(None, b"\"secret-unkeyed\""),
+        ),
+    ];
+    let mut workflows = client(&proxy.address()).await;
+    for (what, sent) in cases {
+        let workflow_id = unique("labelled");
+        workflows
+            .start_workflow_execution(start_request(&workflow_id, sent.clone()))
+            .await
+            .unwrap();
+        let stored = started_input(&dev_server().address, FAULTS_NAMESPACE, &workflow_id)
+            .await
+            .unwrap();
+        assert_eq!(stored.metadata["encryption-key-id"], b"held-key", "{what}: {stored:?}");
+        assert!(
+            !String::from_utf8_lossy(&stored.data).contains("secret"),
+            "{what}: stored in plaintext"
+        );
+        let unwrapped = held.decode(PAYLOAD_TYPE, &stored.encode_to_vec()).unwrap();
+        assert_eq!(
+            Payload::decode(unwrapped.as_slice()).unwrap(),
+            sent,
+            "{what}: stored doubly encrypted"
+        );
+        let read = started_input(&proxy.address(), FAULTS_NAMESPACE, &workflow_id)
+            .await
+            .unwrap();
+        assert_eq!(read, sent, "{what}: returned exactly as sent");
+    }
+
+    // Ciphertext that a held key authenticates is stored as it is, once.
+    let genuine = encrypt(&held, "\"ours\"");
+    let workflow_id = unique("labelled-genuine");
+    workflows
+        .start_workflow_execution(start_request(&workflow_id, genuine.clone()))
+        .await
+        .unwrap();
+    let stored = started_input(&dev_server().address, FAULTS_NAMESPACE, &workflow_id)
+        .await
+        .unwrap();
+    assert_eq!(stored, genuine);
+    assert!(
+        proxy
+            .codec
+            .stats()
+            .payloads_encrypted_again
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
     );
     proxy.stop().await;
 }
