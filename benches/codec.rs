@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use prost::Message as _;
 use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
-use temporal_codec_proxy::payload::schema;
+use temporal_codec_proxy::payload::schema::Schema;
 use temporalio_protos::temporal::api::common::v1::{
     ActivityType, Header, Memo, Payload, Payloads, SearchAttributes, WorkflowType,
 };
@@ -49,7 +49,8 @@ fn main() {
 }
 
 fn history_bench(codec: &Codec, raw_key: &LessSafeKey) {
-    let response_type = schema::method(HISTORY_METHOD)
+    let response_type = Schema::compiled_in()
+        .method(HISTORY_METHOD)
         .and_then(|method| method.response)
         .expect("GetWorkflowExecutionHistory responses carry payloads");
     let response = history_response();
@@ -130,7 +131,8 @@ fn history_bench(codec: &Codec, raw_key: &LessSafeKey) {
 }
 
 fn start_request_bench(codec: &Codec, raw_key: &LessSafeKey) {
-    let request_type = schema::method(START_METHOD)
+    let request_type = Schema::compiled_in()
+        .method(START_METHOD)
         .and_then(|method| method.request)
         .expect("StartWorkflowExecution requests carry payloads");
     let request = start_request();

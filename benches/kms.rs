@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
 use temporal_codec_proxy::keys::kms::{DataKeyLimits, KmsKeySelector, KmsKeys, KmsSettings};
-use temporal_codec_proxy::payload::schema::PAYLOADS_TYPE;
+use temporal_codec_proxy::payload::schema::Schema;
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
 
 const PAYLOADS: usize = 10_000;
@@ -80,12 +80,19 @@ async fn main() {
         let fresh = codec().await;
         let started = Instant::now();
         let key = fresh.encryption_key("default").await.unwrap();
-        let one_encrypted = fresh.encode_with(&key, PAYLOADS_TYPE, &message).unwrap();
+        let one_encrypted = fresh
+            .encode_with(&key, Schema::compiled_in().payloads_type, &message)
+            .unwrap();
         cold_encrypt += started.elapsed();
         let reader = codec().await;
         let started = Instant::now();
-        let resolved = reader.decryption_keys(PAYLOADS_TYPE, &one_encrypted).await.unwrap();
-        reader.decode_with(&resolved, PAYLOADS_TYPE, &one_encrypted).unwrap();
+        let resolved = reader
+            .decryption_keys(Schema::compiled_in().payloads_type, &one_encrypted)
+            .await
+            .unwrap();
+        reader
+            .decode_with(&resolved, Schema::compiled_in().payloads_type, &one_encrypted)
+            .unwrap();
         cold_decrypt += started.elapsed();
     }
 
@@ -95,14 +102,22 @@ async fn main() {
     let mut encrypted = Vec::with_capacity(PAYLOADS);
     for _ in 0..PAYLOADS {
         let key = warm.encryption_key("default").await.unwrap();
-        encrypted.push(warm.encode_with(&key, PAYLOADS_TYPE, &message).unwrap());
+        encrypted.push(
+            warm.encode_with(&key, Schema::compiled_in().payloads_type, &message)
+                .unwrap(),
+        );
     }
     let warm_encrypt = started.elapsed();
     let reader = codec().await;
     let started = Instant::now();
     for message in &encrypted {
-        let resolved = reader.decryption_keys(PAYLOADS_TYPE, message).await.unwrap();
-        reader.decode_with(&resolved, PAYLOADS_TYPE, message).unwrap();
+        let resolved = reader
+            .decryption_keys(Schema::compiled_in().payloads_type, message)
+            .await
+            .unwrap();
+        reader
+            .decode_with(&resolved, Schema::compiled_in().payloads_type, message)
+            .unwrap();
     }
     let warm_decrypt = started.elapsed();
     let generate_calls = warm.kms().unwrap().stats().generate_data_key_ok.load(Ordering::Relaxed);

@@ -16,6 +16,7 @@ use crate::auth::{Authenticator, RoleSource};
 use crate::codec::EncryptionPolicy;
 use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS, tls};
 use crate::keys::kms::{DataKeyLimits, KmsKeySelector, KmsSettings, MAX_PAYLOADS_PER_DATA_KEY};
+use crate::payload::schema::Schema;
 use crate::proxy::forward::{CallerPolicy, UpstreamCredentials};
 use crate::proxy::method_policy::UnknownMethods;
 use crate::proxy::upstream::{UpstreamSettings, UpstreamTls};
@@ -277,6 +278,13 @@ pub struct ServeArgs {
     /// They are put back on the way to the worker either way.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_ENCRYPT_FAILURE_MESSAGES", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub encrypt_failure_messages: bool,
+
+    /// A serialized `google.protobuf.FileDescriptorSet` of a Temporal API (as `protoc
+    /// --descriptor_set_out --include_imports` or `buf build -o` write it), to find payloads by
+    /// instead of the API compiled into the proxy: a newer API's methods and fields are then
+    /// encrypted without a new release.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_DESCRIPTORS", value_name = "FILE")]
+    pub descriptors: Option<PathBuf>,
 
     /// Calls to methods outside the proxy's Temporal API schema: `refuse` answers
     /// UNIMPLEMENTED (their payloads could not be found, so they would go out unencrypted);
@@ -724,6 +732,14 @@ impl ServeArgs {
             decrypt_cache_ttl: self.kms_decrypt_cache_ttl,
             decrypt_cache_capacity: self.kms_decrypt_cache_capacity,
         }))
+    }
+
+    /// The payload schema: from --descriptors, else the Temporal API compiled in.
+    pub fn payload_schema(&self) -> Result<&'static Schema, String> {
+        match &self.descriptors {
+            Some(path) => Schema::load(path),
+            None => Ok(Schema::compiled_in()),
+        }
     }
 
     pub fn policy(&self) -> EncryptionPolicy {

@@ -85,7 +85,12 @@ fn check_config(
     command: &clap::Command,
     with_file: &WithFile,
 ) -> ExitCode {
-    let checks: [(&str, Result<(), String>); 7] = [
+    let schema = args.payload_schema();
+    if let Ok(schema) = &schema {
+        println!("# payload schema: {}", schema.summary());
+    }
+    let checks: [(&str, Result<(), String>); 8] = [
+        ("payload schema", schema.map(drop)),
         ("upstream", args.upstream_settings().map(drop)),
         ("upstream credentials", args.upstream_credentials().map(drop)),
         ("gRPC listener", args.grpc_listener().map(drop)),
@@ -128,6 +133,8 @@ fn fail(error: &dyn std::fmt::Display) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let schema = args.payload_schema()?;
+    tracing::info!(schema = %schema.summary(), "finding payloads by the Temporal API schema");
     let upstream = args.upstream_settings()?;
     let upstream_name = upstream.address.clone();
     let credentials = args.upstream_credentials()?;
@@ -145,13 +152,18 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             tracing::info!(key = ?settings.selector, static_keys = key_count, "encrypting with AWS KMS data keys");
             Arc::new(
                 Codec::with_kms(keyring, KmsKeys::new(settings).await, args.policy())
-                    .with_message_limit(args.max_message_bytes),
+                    .with_message_limit(args.max_message_bytes)
+                    .with_schema(schema),
             )
         }
         None => {
             let active = keyring.active().map(|key| key.id().to_owned()).unwrap_or_default();
             tracing::info!(active_key = %active, static_keys = key_count, "encrypting with static keys");
-            Arc::new(Codec::new(keyring, args.policy()).with_message_limit(args.max_message_bytes))
+            Arc::new(
+                Codec::new(keyring, args.policy())
+                    .with_message_limit(args.max_message_bytes)
+                    .with_schema(schema),
+            )
         }
     };
     let upstream_client = proxy::upstream::connect_lazy(&upstream)?;

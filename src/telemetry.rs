@@ -74,7 +74,7 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// Label for methods outside the schema table: client-chosen paths would make unbounded series.
+/// Label for methods outside the payload schema: client-chosen paths would make unbounded series.
 pub const UNKNOWN_METHOD: &str = "unknown";
 
 impl Metrics {
@@ -181,7 +181,7 @@ struct CodecCollector {
 impl prometheus_client::collector::Collector for CodecCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.codec.stats();
-        let counters: [(&str, &str, &AtomicU64); 7] = [
+        let counters: [(&str, &str, &AtomicU64); 8] = [
             ("payloads_encrypted", "Payloads encrypted", &stats.payloads_encrypted),
             ("payloads_decrypted", "Payloads decrypted", &stats.payloads_decrypted),
             (
@@ -208,6 +208,11 @@ impl prometheus_client::collector::Collector for CodecCollector {
                 "payloads_encrypted_again",
                 "Request payloads labelled binary/encrypted that no held key authenticated, encrypted once more",
                 &stats.payloads_encrypted_again,
+            ),
+            (
+                "unknown_fields",
+                "Request fields the payload schema does not know, holding no payload, passed on unchanged",
+                &stats.unknown_fields,
             ),
         ];
         for (name, help, value) in counters {

@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 
 use prost::Message as _;
-use temporal_codec_proxy::payload::schema::{self, MESSAGES, MessageIndex, MessageKind};
+use temporal_codec_proxy::payload::schema::{MessageIndex, MessageKind, Schema};
 use temporal_codec_proxy::payload::wire::write_len_field;
 use temporal_codec_proxy::proxy::grpc_frame::{encode_frame, encode_frame_gzip};
 use temporalio_protos::temporal::api::command::v1::ScheduleNexusOperationCommandAttributes;
@@ -25,10 +25,10 @@ fn main() -> io::Result<()> {
     fs::create_dir_all(&frames)?;
 
     // One message of every type in the table, with its payload paths populated.
-    for (index, message) in MESSAGES.iter().enumerate() {
+    for (index, message) in Schema::compiled_in().messages().iter().enumerate() {
         let index = MessageIndex::try_from(index).expect("the table is indexed by MessageIndex");
         let body = synthesize(index, &mut Vec::new());
-        fs::write(walker.join(message.name), walker_input(index, &body))?;
+        fs::write(walker.join(&message.name), walker_input(index, &body))?;
     }
 
     // Real SDK-shaped messages: a workflow start with input, memo, header, search attribute
@@ -70,18 +70,18 @@ fn walker_input(message_type: MessageIndex, message: &[u8]) -> Vec<u8> {
 }
 
 fn type_of(name: &str) -> MessageIndex {
-    schema::message_by_name(name).unwrap_or_else(|| panic!("{name} is in the schema table"))
+    Schema::compiled_in().message_by_name(name).unwrap_or_else(|| panic!("{name} is in the schema table"))
 }
 
 /// A message of `message_type` with its payload paths populated, each type at most once
 /// along a path so recursive types end.
 fn synthesize(message_type: MessageIndex, path: &mut Vec<MessageIndex>) -> Vec<u8> {
-    let message = schema::message(message_type);
+    let message = Schema::compiled_in().message(message_type);
     let mut out = Vec::new();
     match message.kind {
         MessageKind::Payload => out = json("\"seed\"").encode_to_vec(),
         MessageKind::Any => {
-            let payloads = synthesize(schema::PAYLOADS_TYPE, path);
+            let payloads = synthesize(Schema::compiled_in().payloads_type, path);
             write_len_field(&mut out, 1, b"type.googleapis.com/temporal.api.common.v1.Payloads");
             write_len_field(&mut out, 2, &payloads);
         }
@@ -113,8 +113,8 @@ fn synthesize(message_type: MessageIndex, path: &mut Vec<MessageIndex>) -> Vec<u
                 write_len_field(&mut out, stack_trace_field, b"at seed()");
             }
             path.push(message_type);
-            for rule in message.fields {
-                if path.len() > SYNTH_DEPTH || (path.contains(&rule.target) && rule.target != schema::PAYLOAD_TYPE) {
+            for rule in &message.fields {
+                if path.len() > SYNTH_DEPTH || (path.contains(&rule.target) && rule.target != Schema::compiled_in().payload_type) {
                     continue;
                 }
                 let child = synthesize(rule.target, path);

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use temporal_codec_proxy::codec::Codec;
-use temporal_codec_proxy::payload::schema::{FieldClass, MESSAGES, MessageIndex};
+use temporal_codec_proxy::payload::schema::{FieldClass, MessageIndex, Schema};
 use temporal_codec_proxy::payload::view::{ENCRYPTED_ENCODING, PayloadView};
 use temporal_codec_proxy::payload::{PayloadTransformer, WalkError, rewrite};
 
@@ -21,7 +21,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // The table is indexed by `MessageIndex` (u16), so its length fits one.
-    let message_type = MessageIndex::from_le_bytes(*selector) % MESSAGES.len() as MessageIndex;
+    let messages = Schema::compiled_in().messages();
+    let message_type = MessageIndex::from_le_bytes(*selector) % messages.len() as MessageIndex;
 
     // Fuzzed input may carry encrypted payloads, under the fuzz key or any other: decoding
     // them must fail cleanly or pass them through, never panic.
@@ -30,13 +31,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(encoded) = CODEC.encode(message_type, message) else {
         return;
     };
-    // Payloads that already claim to be encrypted are left alone by the encoder and then
-    // decrypted (or rejected) by the decoder, so the round trip only holds without them.
+    // Payloads that claim to be encrypted under the fuzz key are left alone by the encoder
+    // and then decrypted (or rejected) by the decoder, so the round trip only holds without
+    // them; those under other keys are encrypted again and come back as they were.
     if contains(message, ENCRYPTED_ENCODING) {
         return;
     }
     let mut checker = EverythingEncrypted;
-    rewrite(&encoded, message_type, &mut checker).expect("the encoder's output walks");
+    rewrite(Schema::compiled_in(), &encoded, message_type, &mut checker).expect("the encoder's output walks");
     let decoded = CODEC
         .decode(message_type, &encoded)
         .unwrap_or_else(|e| panic!("decoding what was just encoded failed: {e}"));
@@ -48,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(
         again == decoded,
         "round trip is not stable\n  type:    {}\n  input:   {}\n  first:   {}\n  second:  {}",
-        MESSAGES[usize::from(message_type)].name,
+        messages[usize::from(message_type)].name,
         hex(message),
         hex(&decoded),
         hex(&again),

@@ -7,8 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::payload::schema::{FieldClass, MessageIndex};
-use crate::payload::view::PayloadView;
+use crate::payload::schema::{FieldClass, MessageIndex, Schema};
+use crate::payload::view::{PayloadView, holds_payload};
 use crate::payload::walker::{FailureTexts, REQUEST_MAX_DEPTH};
 use crate::payload::{PayloadTransformer, WalkError, rewrite};
 pub use keyring::{DataKey, Keyring, KeyringError};
@@ -68,6 +68,8 @@ pub struct CodecStats {
     /// Request payloads labelled `binary/encrypted` that no held key authenticated, and that
     /// were therefore encrypted again.
     pub payloads_encrypted_again: AtomicU64,
+    /// Request fields the schema does not know that hold no payload, passed on unchanged.
+    pub unknown_fields: AtomicU64,
 }
 
 /// The key one call encrypts its payloads with.
@@ -122,6 +124,7 @@ pub struct Codec {
     stats: CodecStats,
     /// Largest message a rewrite may produce.
     max_message_bytes: usize,
+    schema: &'static Schema,
 }
 
 impl std::fmt::Debug for Codec {
@@ -141,7 +144,19 @@ impl Codec {
             policy,
             stats: CodecStats::default(),
             max_message_bytes: usize::MAX,
+            schema: Schema::compiled_in(),
         }
+    }
+
+    /// Finds payloads by `schema` instead of the compiled-in Temporal API.
+    pub fn with_schema(mut self, schema: &'static Schema) -> Self {
+        self.schema = schema;
+        self
+    }
+
+    /// Where this codec finds payloads: the schema of the Temporal API it serves.
+    pub fn schema(&self) -> &'static Schema {
+        self.schema
     }
 
     /// Refuses to produce a message larger than `limit` bytes: a request of many small
@@ -193,7 +208,7 @@ impl Codec {
             return Ok(ResolvedKeys::new());
         };
         let mut collector = WrappedKeyCollector::default();
-        rewrite(message, message_type, &mut collector)?;
+        rewrite(self.schema, message, message_type, &mut collector)?;
         unwrap_data_keys(kms, collector.wrapped).await
     }
 
@@ -245,8 +260,9 @@ impl Codec {
             bytes: 0,
             encrypted_again: 0,
             opened: Vec::new(),
+            unknown_fields: 0,
         };
-        let out = rewrite(message, message_type, &mut encryptor)?;
+        let out = rewrite(self.schema, message, message_type, &mut encryptor)?;
         if let EncryptionKey::Kms(leased) = key {
             leased.record_use(encryptor.payloads, encryptor.bytes);
         }
@@ -256,6 +272,11 @@ impl Codec {
         self.stats
             .plaintext_bytes_encrypted
             .fetch_add(encryptor.bytes, Ordering::Relaxed);
+        if encryptor.unknown_fields > 0 {
+            self.stats
+                .unknown_fields
+                .fetch_add(encryptor.unknown_fields, Ordering::Relaxed);
+        }
         if encryptor.encrypted_again > 0 {
             self.stats
                 .payloads_encrypted_again
@@ -282,7 +303,7 @@ impl Codec {
         message: &[u8],
     ) -> Result<Vec<u8>, WalkError> {
         let mut decryptor = Decryptor::new(&self.keyring, resolved, self.max_message_bytes);
-        let result = rewrite(message, message_type, &mut decryptor);
+        let result = rewrite(self.schema, message, message_type, &mut decryptor);
         self.record_decryption(&decryptor, result.as_ref().err());
         result
     }
@@ -348,6 +369,8 @@ struct Encryptor<'k> {
     encrypted_again: u64,
     /// Scratch space for checking labelled payloads.
     opened: Vec<u8>,
+    /// Fields the schema does not know, holding no payload.
+    unknown_fields: u64,
 }
 
 impl Encryptor<'_> {
@@ -393,6 +416,17 @@ impl PayloadTransformer for Encryptor<'_> {
 
     fn opaque(&self, what: String) -> Result<(), WalkError> {
         Err(WalkError::Opaque(what))
+    }
+
+    fn unknown_field(&mut self, message: &str, number: u32, content: &[u8]) -> Result<(), WalkError> {
+        if holds_payload(content) {
+            return Err(WalkError::UnknownPayloadField {
+                message: message.to_owned(),
+                field: number,
+            });
+        }
+        self.unknown_fields += 1;
+        Ok(())
     }
 
     fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {

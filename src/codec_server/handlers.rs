@@ -17,7 +17,6 @@ use crate::codec::{BLOCKING_THRESHOLD, KeyError};
 use crate::json_nesting;
 use crate::keys::kms::KmsError;
 use crate::payload::WalkError;
-use crate::payload::schema::PAYLOADS_TYPE;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -130,7 +129,9 @@ async fn encode(codec: &Arc<Codec>, namespace: &str, payloads: Payloads) -> Resu
     let size = message.len();
     let codec = Arc::clone(codec);
     off_the_reactor_if_large(size, move || {
-        let encrypted = codec.encode_with(&key, PAYLOADS_TYPE, &message).map_err(codec_error)?;
+        let encrypted = codec
+            .encode_with(&key, codec.schema().payloads_type, &message)
+            .map_err(codec_error)?;
         Payloads::decode(encrypted.as_slice()).map_err(|error| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -234,7 +235,9 @@ fn codec_error(error: WalkError) -> ApiError {
         WalkError::Authentication { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()),
         WalkError::Encryption => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
         WalkError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
-        WalkError::Opaque(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()),
+        WalkError::Opaque(_) | WalkError::UnknownPayloadField { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
+        }
         WalkError::Malformed(_) | WalkError::TooDeep { .. } | WalkError::UserMetadataTooLarge { .. } => {
             ApiError::new(StatusCode::BAD_REQUEST, error.to_string())
         }

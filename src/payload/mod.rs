@@ -1,5 +1,6 @@
 //! Finds the payloads inside Temporal protobuf messages on the wire and rewrites them.
 
+pub mod descriptors;
 pub mod schema;
 pub mod view;
 pub mod walker;
@@ -27,6 +28,11 @@ pub enum WalkError {
     },
     #[error("the message holds {0}, so the proxy cannot tell whether it carries payloads to encrypt")]
     Opaque(String),
+    #[error(
+        "field {field} of {message} is not in this proxy's Temporal API and holds what looks like a payload, \
+         which the proxy cannot encrypt where it does not know the field"
+    )]
+    UnknownPayloadField { message: String, field: u32 },
     #[error("payload under key {key_id:?} failed authentication (tampered or encrypted with a different key)")]
     Authentication { key_id: String },
     #[error("encryption failed")]

@@ -1,11 +1,11 @@
-//! Walker tests over the whole schema table and against malformed input.
+//! Walker tests over the whole compiled-in payload schema and against malformed input.
 
 use prost::Message as _;
 use temporalio_protos::temporal::api::common::v1::{Header, Memo, Payload, Payloads, SearchAttributes};
 use temporalio_protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 use zeroize::Zeroizing;
 
-use super::schema::{self, MESSAGES, MessageIndex, MessageKind};
+use super::schema::{MessageIndex, MessageKind, Schema};
 use super::wire::{WIRE_LEN, WIRE_VARINT, write_len_field, write_tag, write_varint};
 use super::*;
 use crate::codec::{Codec, EncryptionPolicy, Keyring};
@@ -15,6 +15,10 @@ const MARKER: &[u8] = b"plaintext-marker";
 const SYNTH_DEPTH: usize = 7;
 const UNKNOWN_VARINT_FIELD: u32 = 19_999;
 const UNKNOWN_LEN_FIELD: u32 = 20_000;
+
+fn api() -> &'static Schema {
+    Schema::compiled_in()
+}
 
 fn codec(policy: EncryptionPolicy) -> Codec {
     let keyring = Keyring::new([("test".to_owned(), Zeroizing::new(vec![3u8; 32]))]).unwrap();
@@ -34,7 +38,7 @@ fn encrypt_everything() -> EncryptionPolicy {
 /// most once along a path), plus unknown fields the walker must carry through.
 fn synthesize(message_type: MessageIndex, path: &mut Vec<MessageIndex>, counter: &mut usize) -> Vec<u8> {
     let mut out = Vec::new();
-    let schema = schema::message(message_type);
+    let schema = api().message(message_type);
     match schema.kind {
         MessageKind::Payload => {
             *counter += 1;
@@ -46,7 +50,7 @@ fn synthesize(message_type: MessageIndex, path: &mut Vec<MessageIndex>, counter:
             out = payload.encode_to_vec();
         }
         MessageKind::Any => {
-            let payloads = synthesize(schema::PAYLOADS_TYPE, path, counter);
+            let payloads = synthesize(api().payloads_type, path, counter);
             write_len_field(&mut out, 1, b"type.googleapis.com/temporal.api.common.v1.Payloads");
             write_len_field(&mut out, 2, &payloads);
         }
@@ -60,7 +64,7 @@ fn synthesize(message_type: MessageIndex, path: &mut Vec<MessageIndex>, counter:
                 failure_texts::temporal_failure_with_payload(&format!("{}-{counter}", String::from_utf8_lossy(MARKER)));
             write_len_field(&mut out, details_field, &serde_json::to_vec(&details).unwrap());
             path.push(message_type);
-            for rule in schema.fields {
+            for rule in &schema.fields {
                 if !path.contains(&rule.target) && path.len() <= SYNTH_DEPTH {
                     let child = synthesize(rule.target, path, counter);
                     write_len_field(&mut out, rule.number, &child);
@@ -93,9 +97,9 @@ fn synthesize(message_type: MessageIndex, path: &mut Vec<MessageIndex>, counter:
                 skipped_field = Some(encoded_attributes_field);
             }
             path.push(message_type);
-            for rule in schema.fields {
+            for rule in &schema.fields {
                 if path.len() > SYNTH_DEPTH
-                    || (path.contains(&rule.target) && rule.target != schema::PAYLOAD_TYPE)
+                    || (path.contains(&rule.target) && rule.target != api().payload_type)
                     || skipped_field == Some(rule.number)
                 {
                     continue;
@@ -127,7 +131,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 fn every_message_type_round_trips_with_no_plaintext_left() {
     let codec = codec(encrypt_everything());
     let mut checked = 0;
-    for (index, schema) in MESSAGES.iter().enumerate() {
+    for (index, schema) in api().messages().iter().enumerate() {
         let index = index as MessageIndex;
         let mut counter = 0;
         let original = synthesize(index, &mut Vec::new(), &mut counter);
@@ -163,11 +167,11 @@ fn default_policy_leaves_operator_data_plaintext_and_encrypts_headers() {
         "temporal.api.nexus.v1.EndpointSpec",
         "temporal.api.deployment.v1.VersionMetadata",
     ] {
-        let index = schema::message_by_name(name).unwrap();
+        let index = api().message_by_name(name).unwrap();
         let original = synthesize(index, &mut Vec::new(), &mut 0);
         assert_eq!(codec.encode(index, &original).unwrap(), original, "{name}");
     }
-    let header = schema::message_by_name("temporal.api.common.v1.Header").unwrap();
+    let header = api().message_by_name("temporal.api.common.v1.Header").unwrap();
     let original = synthesize(header, &mut Vec::new(), &mut 0);
     assert!(!contains(&codec.encode(header, &original).unwrap(), MARKER));
 }
@@ -203,7 +207,8 @@ fn start_request() -> StartWorkflowExecutionRequest {
 #[test]
 fn start_request_encrypts_user_data_and_keeps_search_attributes_plaintext() {
     let codec = codec(EncryptionPolicy::default());
-    let request_type = schema::method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
+    let request_type = api()
+        .method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
         .unwrap()
         .request
         .unwrap();
@@ -235,7 +240,8 @@ fn headers_stay_plaintext_when_switched_off() {
         headers: false,
         ..EncryptionPolicy::default()
     });
-    let request_type = schema::method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
+    let request_type = api()
+        .method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
         .unwrap()
         .request
         .unwrap();
@@ -258,7 +264,7 @@ fn headers_stay_plaintext_when_switched_off() {
 fn user_metadata_summary_over_the_server_limit_fails_instead_of_going_plaintext() {
     use temporalio_protos::temporal::api::sdk::v1::UserMetadata;
     let codec = codec(EncryptionPolicy::default());
-    let index = schema::message_by_name("temporal.api.sdk.v1.UserMetadata").unwrap();
+    let index = api().message_by_name("temporal.api.sdk.v1.UserMetadata").unwrap();
     let fits = UserMetadata {
         summary: Some(json(&"s".repeat(200))),
         details: None,
@@ -279,7 +285,9 @@ fn user_metadata_summary_over_the_server_limit_fails_instead_of_going_plaintext(
 fn system_nexus_envelope_stays_readable() {
     use temporalio_protos::temporal::api::command::v1::ScheduleNexusOperationCommandAttributes;
     let codec = codec(EncryptionPolicy::default());
-    let index = schema::message_by_name("temporal.api.command.v1.ScheduleNexusOperationCommandAttributes").unwrap();
+    let index = api()
+        .message_by_name("temporal.api.command.v1.ScheduleNexusOperationCommandAttributes")
+        .unwrap();
     let inner = Payloads {
         payloads: vec![json("\"secret-inner\"")],
     };
@@ -315,7 +323,7 @@ fn system_nexus_envelope_stays_readable() {
 #[test]
 fn payloads_inside_any_are_rewritten_and_unknown_any_types_are_refused_on_the_way_in_only() {
     let codec = codec(EncryptionPolicy::default());
-    let any = schema::message_by_name("google.protobuf.Any").unwrap();
+    let any = api().message_by_name("google.protobuf.Any").unwrap();
     let payloads = Payloads {
         payloads: vec![json("\"secret-any\"")],
     };
@@ -358,25 +366,25 @@ fn a_system_envelope_of_an_unknown_message_type_is_refused_on_the_way_in() {
     };
     let payload = envelope.encode_to_vec();
     assert!(
-        matches!(codec.encode(schema::PAYLOAD_TYPE, &payload), Err(WalkError::Opaque(what)) if what.contains("NewRequest"))
+        matches!(codec.encode(api().payload_type, &payload), Err(WalkError::Opaque(what)) if what.contains("NewRequest"))
     );
-    assert_eq!(codec.decode(schema::PAYLOAD_TYPE, &payload).unwrap(), payload);
+    assert_eq!(codec.decode(api().payload_type, &payload).unwrap(), payload);
 }
 
 #[test]
 fn a_payload_labelled_encrypted_passes_unchanged_only_when_a_held_key_authenticates_it() {
     let codec = codec(EncryptionPolicy::default());
     let genuine = codec
-        .encode(schema::PAYLOAD_TYPE, &json("\"ours\"").encode_to_vec())
+        .encode(api().payload_type, &json("\"ours\"").encode_to_vec())
         .unwrap();
-    assert_eq!(codec.encode(schema::PAYLOAD_TYPE, &genuine).unwrap(), genuine);
+    assert_eq!(codec.encode(api().payload_type, &genuine).unwrap(), genuine);
 
     let other_team = Codec::new(
         Keyring::new([("other-team".to_owned(), Zeroizing::new(vec![9u8; 32]))]).unwrap(),
         EncryptionPolicy::default(),
     );
     let foreign = other_team
-        .encode(schema::PAYLOAD_TYPE, &json("\"theirs\"").encode_to_vec())
+        .encode(api().payload_type, &json("\"theirs\"").encode_to_vec())
         .unwrap();
     let disguised = Payload {
         metadata: [
@@ -395,7 +403,7 @@ fn a_payload_labelled_encrypted_passes_unchanged_only_when_a_held_key_authentica
     }
     .encode_to_vec();
     for sent in [foreign, disguised, unlabelled_key] {
-        let stored = codec.encode(schema::PAYLOAD_TYPE, &sent).unwrap();
+        let stored = codec.encode(api().payload_type, &sent).unwrap();
         assert_ne!(stored, sent);
         assert!(!contains(&stored, b"disguise") && !contains(&stored, b"no key id"));
         assert_eq!(
@@ -403,7 +411,7 @@ fn a_payload_labelled_encrypted_passes_unchanged_only_when_a_held_key_authentica
             b"test"
         );
         assert_eq!(
-            codec.decode(schema::PAYLOAD_TYPE, &stored).unwrap(),
+            codec.decode(api().payload_type, &stored).unwrap(),
             sent,
             "returned exactly as sent"
         );
@@ -420,7 +428,8 @@ fn a_payload_labelled_encrypted_passes_unchanged_only_when_a_held_key_authentica
 #[test]
 fn malformed_messages_are_errors_not_panics() {
     let codec = codec(EncryptionPolicy::default());
-    let request_type = schema::method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
+    let request_type = api()
+        .method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
         .unwrap()
         .request
         .unwrap();
@@ -456,15 +465,16 @@ fn failure_chain(links: usize) -> (MessageIndex, Vec<u8>) {
         ..Default::default()
     }
     .encode_to_vec();
-    (schema::FAILURE_TYPE, wrapped_in_causes(innermost, links - 1))
+    (api().failure_type, wrapped_in_causes(innermost, links - 1))
 }
 
 /// `failure` as the cause of `levels` failures around it.
 fn wrapped_in_causes(mut failure: Vec<u8>, levels: usize) -> Vec<u8> {
-    let cause_field = schema::message(schema::FAILURE_TYPE)
+    let cause_field = api()
+        .message(api().failure_type)
         .fields
         .iter()
-        .find(|rule| rule.target == schema::FAILURE_TYPE)
+        .find(|rule| rule.target == api().failure_type)
         .unwrap()
         .number;
     for _ in 0..levels {
@@ -519,7 +529,8 @@ fn walks_at_the_depth_limits_fit_a_two_mebibyte_thread_stack() {
 
 #[test]
 fn a_message_that_grows_past_the_limit_once_encrypted_stops_the_walk() {
-    let request_type = schema::method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
+    let request_type = api()
+        .method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
         .unwrap()
         .request
         .unwrap();
@@ -557,7 +568,8 @@ fn a_message_that_grows_past_the_limit_once_encrypted_stops_the_walk() {
 #[test]
 fn unknown_groups_and_repeated_singular_fields_survive() {
     let codec = codec(EncryptionPolicy::default());
-    let request_type = schema::method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
+    let request_type = api()
+        .method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
         .unwrap()
         .request
         .unwrap();
@@ -584,8 +596,9 @@ fn unknown_groups_and_repeated_singular_fields_survive() {
 
 #[test]
 fn every_rpc_has_an_entry_and_the_payload_rpcs_are_found() {
-    assert!(schema::METHODS.len() > 200);
-    let with_payloads = schema::METHODS
+    assert!(api().methods().len() > 200);
+    let with_payloads = api()
+        .methods()
         .iter()
         .filter(|m| m.path.starts_with("/temporal.api.workflowservice.v1.WorkflowService/"))
         .filter(|m| m.request.is_some() || m.response.is_some())
@@ -613,22 +626,27 @@ fn every_rpc_has_an_entry_and_the_payload_rpcs_are_found() {
         "CreateSchedule",
         "DescribeSchedule",
     ] {
-        let method = schema::method(&format!("/temporal.api.workflowservice.v1.WorkflowService/{rpc}")).unwrap();
+        let method = api()
+            .method(&format!("/temporal.api.workflowservice.v1.WorkflowService/{rpc}"))
+            .unwrap();
         assert!(method.request.is_some() || method.response.is_some(), "{rpc}");
     }
-    let poll = schema::method("/temporal.api.workflowservice.v1.WorkflowService/PollWorkflowTaskQueue").unwrap();
+    let poll = api()
+        .method("/temporal.api.workflowservice.v1.WorkflowService/PollWorkflowTaskQueue")
+        .unwrap();
     assert!(poll.response.is_some());
-    let health = schema::method("/grpc.health.v1.Health/Watch").unwrap();
+    let health = api().method("/grpc.health.v1.Health/Watch").unwrap();
     assert!(health.server_streaming && health.request.is_none() && health.response.is_none());
-    let heartbeat =
-        schema::method("/temporal.api.workflowservice.v1.WorkflowService/RecordActivityTaskHeartbeatById").unwrap();
+    let heartbeat = api()
+        .method("/temporal.api.workflowservice.v1.WorkflowService/RecordActivityTaskHeartbeatById")
+        .unwrap();
     assert_eq!(heartbeat.namespace_field, Some(1));
 }
 
 #[test]
 fn non_minimal_varints_survive_byte_for_byte() {
     let codec = codec(encrypt_everything());
-    let payloads = schema::PAYLOADS_TYPE;
+    let payloads = api().payloads_type;
     // Found by fuzzing: a two-byte tag, and a two-byte length, around an empty payload.
     for message in [&[0x8a, 0x00, 0x00][..], &[0x0a, 0x80, 0x00][..]] {
         let encoded = codec.encode(payloads, message).unwrap();
@@ -698,7 +716,7 @@ mod failure_texts {
     #[test]
     fn messages_and_stack_traces_travel_encrypted_and_come_back_exactly() {
         let codec = codec(EncryptionPolicy::default());
-        let request = schema::message_by_name(REQUEST).unwrap();
+        let request = api().message_by_name(REQUEST).unwrap();
         let original = failed_activity(card_declined());
 
         let encrypted = codec.encode(request, &original).unwrap();
@@ -726,7 +744,7 @@ mod failure_texts {
             failure_messages: false,
             ..EncryptionPolicy::default()
         });
-        let request = schema::message_by_name(REQUEST).unwrap();
+        let request = api().message_by_name(REQUEST).unwrap();
         let original = failed_activity(card_declined());
         let stored = failure_of(&codec.encode(request, &original).unwrap());
         assert_eq!(stored.message, card_declined().message);
@@ -737,7 +755,7 @@ mod failure_texts {
     #[test]
     fn attributes_an_sdk_encoded_itself_are_encrypted_once_and_read_back() {
         let codec = codec(EncryptionPolicy::default());
-        let request = schema::message_by_name(REQUEST).unwrap();
+        let request = api().message_by_name(REQUEST).unwrap();
         let original = failed_activity(Failure {
             message: "Encoded failure".to_owned(),
             encoded_attributes: Some(json(r#"{"message":"no stock for sku-7","stack_trace":"at pick()"}"#)),
@@ -761,7 +779,7 @@ mod failure_texts {
 
     #[test]
     fn attributes_under_a_key_not_held_are_left_encoded() {
-        let request = schema::message_by_name(REQUEST).unwrap();
+        let request = api().message_by_name(REQUEST).unwrap();
         let encrypted = codec(EncryptionPolicy::default())
             .encode(request, &failed_activity(card_declined()))
             .unwrap();
@@ -793,7 +811,9 @@ mod failure_texts {
         use temporalio_protos::temporal::api::workflowservice::v1::RespondNexusTaskFailedRequest;
 
         let codec = codec(EncryptionPolicy::default());
-        let request = schema::message_by_name("temporal.api.workflowservice.v1.RespondNexusTaskFailedRequest").unwrap();
+        let request = api()
+            .message_by_name("temporal.api.workflowservice.v1.RespondNexusTaskFailedRequest")
+            .unwrap();
         let inner = temporal_failure_with_payload("order 77 for ada@example.com");
         let original = RespondNexusTaskFailedRequest {
             namespace: "default".to_owned(),
@@ -831,7 +851,7 @@ mod failure_texts {
     #[test]
     fn attributes_that_are_not_only_the_texts_are_kept_as_a_payload() {
         let codec = codec(EncryptionPolicy::default());
-        let request = schema::message_by_name(REQUEST).unwrap();
+        let request = api().message_by_name(REQUEST).unwrap();
         let original = failed_activity(Failure {
             message: "Encoded failure".to_owned(),
             encoded_attributes: Some(json(r#"{"message":"m","extra":1}"#)),
@@ -854,8 +874,9 @@ fn raw_history_blobs_in_json_are_rewritten_inside_the_json() {
     use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryResponse;
 
     let codec = codec(EncryptionPolicy::default());
-    let response =
-        schema::message_by_name("temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryResponse").unwrap();
+    let response = api()
+        .message_by_name("temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryResponse")
+        .unwrap();
     let history = History {
         events: vec![HistoryEvent {
             event_id: 1,
@@ -892,4 +913,140 @@ fn raw_history_blobs_in_json_are_rewritten_inside_the_json() {
         b"binary/encrypted"
     );
     assert_eq!(codec.decode(response, &encrypted).unwrap(), original);
+}
+
+mod descriptor_sets {
+    use prost::Message as _;
+    use prost_types::field_descriptor_proto::{Label, Type};
+    use prost_types::{FieldDescriptorProto, FileDescriptorSet, MethodDescriptorProto};
+    use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
+
+    use super::super::schema::{COMPILED_IN_DESCRIPTORS, Schema};
+    use super::super::wire::write_len_field;
+    use super::super::*;
+    use super::{api, codec, contains, json};
+    use crate::codec::EncryptionPolicy;
+
+    const START: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
+    const NEW_METHOD: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecutionAgain";
+    const NEW_FIELD: u32 = 1000;
+
+    /// The compiled-in API with a payload field added to `StartWorkflowExecutionRequest` and
+    /// an RPC added to `WorkflowService`, as a newer Temporal API might have them.
+    pub fn newer_api() -> FileDescriptorSet {
+        let mut set = FileDescriptorSet::decode(COMPILED_IN_DESCRIPTORS).unwrap();
+        for file in &mut set.file {
+            if file.package() != "temporal.api.workflowservice.v1" {
+                continue;
+            }
+            for message in &mut file.message_type {
+                if message.name() == "StartWorkflowExecutionRequest" {
+                    message.field.push(FieldDescriptorProto {
+                        name: Some("secret_note".into()),
+                        number: Some(NEW_FIELD as i32),
+                        label: Some(Label::Optional as i32),
+                        r#type: Some(Type::Message as i32),
+                        type_name: Some(".temporal.api.common.v1.Payload".into()),
+                        ..Default::default()
+                    });
+                }
+            }
+            for service in &mut file.service {
+                if service.name() == "WorkflowService" {
+                    service.method.push(MethodDescriptorProto {
+                        name: Some("StartWorkflowExecutionAgain".into()),
+                        input_type: Some(".temporal.api.workflowservice.v1.StartWorkflowExecutionRequest".into()),
+                        output_type: Some(".temporal.api.workflowservice.v1.StartWorkflowExecutionResponse".into()),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        set
+    }
+
+    fn with_secret_note() -> Vec<u8> {
+        let mut request = Vec::new();
+        write_len_field(&mut request, 2, b"workflow-id");
+        write_len_field(&mut request, NEW_FIELD, &json("\"secret-note\"").encode_to_vec());
+        request
+    }
+
+    #[test]
+    fn the_compiled_in_schema_covers_the_api_it_was_built_from() {
+        let schema = api();
+        // 306 message types (map entries included) reach a payload in temporalio-protos
+        // 0.10.2; the synthetic history blob comes last.
+        assert_eq!(schema.messages().len(), 306 + 1, "{}", schema.summary());
+        assert_eq!(schema.methods().len(), 219);
+        assert!(schema.method(START).unwrap().request.is_some());
+        assert!(schema.method(NEW_METHOD).is_none());
+        assert!(schema.source().starts_with("temporalio-protos "), "{}", schema.source());
+    }
+
+    #[test]
+    fn an_unknown_field_holding_a_payload_fails_a_request_and_passes_a_response() {
+        let codec = codec(EncryptionPolicy::default());
+        let request_type = api().method(START).unwrap().request.unwrap();
+        let refused = codec.encode(request_type, &with_secret_note()).unwrap_err();
+        assert!(
+            matches!(&refused, WalkError::UnknownPayloadField { message, field }
+                if message == "temporal.api.workflowservice.v1.StartWorkflowExecutionRequest" && *field == NEW_FIELD),
+            "{refused:?}"
+        );
+        assert_eq!(
+            codec.decode(request_type, &with_secret_note()).unwrap(),
+            with_secret_note()
+        );
+        // Inside a Payloads, a map of payloads, or a message around one: found too.
+        let payloads = Payloads {
+            payloads: vec![json("\"deeper\"")],
+        }
+        .encode_to_vec();
+        let mut wrapped = Vec::new();
+        write_len_field(&mut wrapped, 7, &payloads);
+        for content in [payloads, wrapped] {
+            let mut request = Vec::new();
+            write_len_field(&mut request, NEW_FIELD, &content);
+            assert!(codec.encode(request_type, &request).is_err());
+        }
+        // An unknown field that is no payload passes, and is counted.
+        let mut plain = Vec::new();
+        write_len_field(&mut plain, NEW_FIELD, b"just a newer string field");
+        assert_eq!(codec.encode(request_type, &plain).unwrap(), plain);
+        assert_eq!(
+            codec.stats().unknown_fields.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn a_schema_built_from_newer_descriptors_encrypts_the_new_field_and_knows_the_new_method() {
+        let schema: &'static Schema = Box::leak(Box::new(
+            Schema::from_descriptors(&newer_api(), "a newer API".into()).unwrap(),
+        ));
+        assert!(schema.method(NEW_METHOD).unwrap().request.is_some());
+        let codec = codec(EncryptionPolicy::default()).with_schema(schema);
+        let request_type = schema.method(START).unwrap().request.unwrap();
+        let encrypted = codec.encode(request_type, &with_secret_note()).unwrap();
+        assert!(!contains(&encrypted, b"secret-note"));
+        assert!(contains(&encrypted, b"workflow-id"));
+        assert_eq!(codec.decode(request_type, &encrypted).unwrap(), with_secret_note());
+        let mut reader = super::super::wire::FieldReader::new(&encrypted);
+        let mut note = None;
+        while let Some(field) = reader.next_field().unwrap() {
+            if field.number == NEW_FIELD {
+                note = Some(Payload::decode(field.content).unwrap());
+            }
+        }
+        let note = note.expect("the new field is still there");
+        assert_eq!(note.metadata["encoding"], b"binary/encrypted");
+    }
+
+    #[test]
+    fn a_descriptor_set_without_the_temporal_api_is_refused_with_what_it_lacks() {
+        let empty = FileDescriptorSet::default();
+        let error = Schema::from_descriptors(&empty, "nothing".into()).unwrap_err();
+        assert!(error.to_string().contains("temporal.api.common.v1.Payload"), "{error}");
+    }
 }

@@ -84,6 +84,32 @@ impl<'a> PayloadView<'a> {
     }
 }
 
+/// How deep [`holds_payload`] looks: a `Payload` itself, a `Payloads`, a map of payloads, or
+/// a message holding one of those.
+const PAYLOAD_SEARCH_DEPTH: u32 = 3;
+
+/// Whether `bytes`, the content of a field nobody described, is or holds something that
+/// parses as a `Payload` with an `encoding`: what a payload field of a newer API would carry.
+pub fn holds_payload(bytes: &[u8]) -> bool {
+    holds_payload_within(bytes, PAYLOAD_SEARCH_DEPTH)
+}
+
+fn holds_payload_within(bytes: &[u8], depth: u32) -> bool {
+    if PayloadView::parse(bytes).is_ok_and(|view| view.encoding.is_some()) {
+        return true;
+    }
+    if depth == 0 {
+        return false;
+    }
+    let mut reader = FieldReader::new(bytes);
+    while let Ok(Some(field)) = reader.next_field() {
+        if field.wire_type == WIRE_LEN && holds_payload_within(field.content, depth - 1) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Splits a `map<string, bytes>` entry into key and value (absent parts are empty).
 pub(super) fn map_entry(entry: &[u8]) -> Result<(&[u8], &[u8]), WalkError> {
     let mut key: &[u8] = &[];

@@ -1,7 +1,7 @@
 //! Rewrites every payload of a message on the wire and copies all other bytes verbatim.
 
 use super::WalkError;
-use super::schema::{self, FieldClass, MessageIndex, MessageKind, MessageSchema, NamedType};
+use super::schema::{FieldClass, MessageIndex, MessageKind, MessageSchema, NamedType, Schema};
 use super::view::{ENCODING_KEY, PAYLOAD_DATA, PayloadView, map_entry, write_metadata_entry};
 use super::wire::{FieldReader, WIRE_LEN, WIRE_VARINT, write_len_field, write_length_prefixed, write_tag};
 
@@ -96,6 +96,13 @@ pub trait PayloadTransformer {
         Ok(())
     }
 
+    /// Decides on a length-delimited field that the schema's API version does not have,
+    /// found in `message`, a type that can hold payloads: a newer client's field may be a
+    /// payload the walker cannot see. `Ok` copies it unchanged.
+    fn unknown_field(&mut self, _message: &str, _number: u32, _content: &[u8]) -> Result<(), WalkError> {
+        Ok(())
+    }
+
     /// Deepest nesting followed; anything deeper fails with [`WalkError::TooDeep`].
     fn max_depth(&self) -> u32 {
         RESPONSE_MAX_DEPTH
@@ -108,8 +115,9 @@ pub trait PayloadTransformer {
     }
 }
 
-/// Rewrites the payloads in `message`, a serialized message of type `message_type`.
+/// Rewrites the payloads in `message`, a serialized message of `schema`'s type `message_type`.
 pub fn rewrite<T: PayloadTransformer>(
+    schema: &Schema,
     message: &[u8],
     message_type: MessageIndex,
     transformer: &mut T,
@@ -117,6 +125,7 @@ pub fn rewrite<T: PayloadTransformer>(
     let max_output = transformer.max_output_bytes();
     let mut out = Vec::with_capacity((message.len() + message.len() / 8 + 64).min(max_output));
     let mut walk = Walk {
+        schema,
         max_depth: transformer.max_depth(),
         max_output,
         transformer,
@@ -128,7 +137,8 @@ pub fn rewrite<T: PayloadTransformer>(
     Ok(out)
 }
 
-struct Walk<'t, T> {
+struct Walk<'s, 't, T> {
+    schema: &'s Schema,
     transformer: &'t mut T,
     max_depth: u32,
     max_output: usize,
@@ -142,7 +152,7 @@ struct Descend {
     system: bool,
 }
 
-impl<T: PayloadTransformer> Walk<'_, T> {
+impl<'s, T: PayloadTransformer> Walk<'s, '_, T> {
     fn message(
         &mut self,
         input: &[u8],
@@ -155,13 +165,14 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         if depth > self.max_depth {
             return Err(WalkError::TooDeep { limit: self.max_depth });
         }
-        let schema = schema::message(message_type);
+        let schema: &'s MessageSchema = self.schema.message(message_type);
+        let checked = Some(schema);
         match schema.kind {
             MessageKind::Payload => self.payload(input, class, system, depth, out),
-            MessageKind::Fields => self.fields(input, out, depth, by_rule(schema)),
+            MessageKind::Fields => self.fields(input, out, depth, checked, by_rule(schema)),
             MessageKind::NexusCommand { endpoint_field } => {
                 let system_endpoint = last_len_field(input, endpoint_field)? == Some(SYSTEM_NEXUS_ENDPOINT);
-                self.fields(input, out, depth, |number| {
+                self.fields(input, out, depth, checked, |number| {
                     let rule = schema.rule(number)?;
                     Some(Descend {
                         target: rule.target,
@@ -182,9 +193,9 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                 };
                 let descend = by_rule(schema);
                 match self.transformer.failure_texts() {
-                    FailureTexts::Keep => self.fields(input, out, depth, descend),
-                    FailureTexts::Conceal => self.conceal_failure_texts(input, layout, depth, out, descend),
-                    FailureTexts::Reveal => self.reveal_failure_texts(input, layout, depth, out, descend),
+                    FailureTexts::Keep => self.fields(input, out, depth, checked, descend),
+                    FailureTexts::Conceal => self.conceal_failure_texts(input, layout, depth, out, schema, descend),
+                    FailureTexts::Reveal => self.reveal_failure_texts(input, layout, depth, out, schema, descend),
                 }
             }
             MessageKind::NexusFailure {
@@ -197,15 +208,16 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                         input,
                         JsonField {
                             number: details_field,
-                            message_type: schema::FAILURE_TYPE,
+                            message_type: self.schema.failure_type,
                             what: "Nexus failure details",
                         },
                         depth,
                         out,
+                        checked,
                         descend,
                     )
                 } else {
-                    self.fields(input, out, depth, descend)
+                    self.fields(input, out, depth, checked, descend)
                 }
             }
             MessageKind::Any => {
@@ -213,8 +225,8 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                 let type_name = std::str::from_utf8(type_url)
                     .map(|url| url.rsplit('/').next().unwrap_or(url))
                     .unwrap_or_default();
-                match schema::named_type(type_name) {
-                    NamedType::Payloads(target) => self.fields(input, out, depth, |number| {
+                match self.schema.named_type(type_name) {
+                    NamedType::Payloads(target) => self.fields(input, out, depth, None, |number| {
                         (number == ANY_VALUE).then_some(Descend {
                             target,
                             class,
@@ -236,7 +248,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                 }
             }
             MessageKind::HistoryBlob { history } => match last_varint_field(input, DATA_BLOB_ENCODING)? {
-                Some(ENCODING_TYPE_PROTO3) => self.fields(input, out, depth, |number| {
+                Some(ENCODING_TYPE_PROTO3) => self.fields(input, out, depth, None, |number| {
                     (number == DATA_BLOB_DATA).then_some(Descend {
                         target: history,
                         class,
@@ -252,6 +264,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                     },
                     depth,
                     out,
+                    None,
                     |_| None,
                 ),
                 encoding => {
@@ -269,12 +282,14 @@ impl<T: PayloadTransformer> Walk<'_, T> {
     }
 
     /// Copies `input` field by field, descending into the fields `descend` selects; tells
-    /// whether anything changed.
+    /// whether anything changed. With `checked`, the message's schema, a length-delimited
+    /// field it does not know goes to the transformer first.
     fn fields(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
         depth: u32,
+        checked: Option<&MessageSchema>,
         descend: impl Fn(u32) -> Option<Descend>,
     ) -> Result<bool, WalkError> {
         let mut reader = FieldReader::new(input);
@@ -282,6 +297,13 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         let mut changed = false;
         while let Some(field) = reader.next_field()? {
             let Some(rule) = descend(field.number) else {
+                if let Some(message) = checked
+                    && field.wire_type == WIRE_LEN
+                    && !message.known.contains(field.number)
+                {
+                    self.transformer
+                        .unknown_field(&message.name, field.number, field.content)?;
+                }
                 continue;
             };
             if !self.transformer.enters(rule.class) {
@@ -323,11 +345,12 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         layout: FailureFields,
         depth: u32,
         out: &mut Vec<u8>,
+        failure: &MessageSchema,
         descend: impl Fn(u32) -> Option<Descend>,
     ) -> Result<bool, WalkError> {
         let found = FailureTextFields::find(input, layout)?;
         if found.encoded_attributes_count > 0 || (found.message.is_empty() && found.stack_trace.is_empty()) {
-            return self.fields(input, out, depth, descend);
+            return self.fields(input, out, depth, Some(failure), descend);
         }
         let texts = EncodedFailureTexts {
             message: utf8_text(found.message, "message")?,
@@ -350,7 +373,13 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                     message_written = true;
                 }
             } else if field.number != layout.stack_trace {
-                self.fields(&input[field.start..reader.position()], out, depth, &descend)?;
+                self.fields(
+                    &input[field.start..reader.position()],
+                    out,
+                    depth,
+                    Some(failure),
+                    &descend,
+                )?;
             }
         }
         write_tag(out, layout.encoded_attributes, WIRE_LEN);
@@ -359,7 +388,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
             // are would send them out in plaintext.
             match self.message(
                 &payload,
-                schema::PAYLOAD_TYPE,
+                self.schema.payload_type,
                 FieldClass::Always,
                 false,
                 depth + 1,
@@ -381,17 +410,18 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         layout: FailureFields,
         depth: u32,
         out: &mut Vec<u8>,
+        failure: &MessageSchema,
         descend: impl Fn(u32) -> Option<Descend>,
     ) -> Result<bool, WalkError> {
         let found = FailureTextFields::find(input, layout)?;
         // Several occurrences of a message field merge; that rare shape is walked as it is.
         if found.encoded_attributes_count != 1 || found.message != ENCODED_FAILURE_MESSAGE {
-            return self.fields(input, out, depth, descend);
+            return self.fields(input, out, depth, Some(failure), descend);
         }
         let mut decoded = Vec::with_capacity(found.encoded_attributes.len());
         let decoded_changed = self.message(
             found.encoded_attributes,
-            schema::PAYLOAD_TYPE,
+            self.schema.payload_type,
             FieldClass::Always,
             false,
             depth + 1,
@@ -410,7 +440,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
             let span = &input[field.start..reader.position()];
             let Some(texts) = &restored else {
                 if field.number != layout.encoded_attributes {
-                    self.fields(span, out, depth, &descend)?;
+                    self.fields(span, out, depth, Some(failure), &descend)?;
                 } else if decoded_changed {
                     write_tag(out, layout.encoded_attributes, WIRE_LEN);
                     write_length_prefixed(out, decoded.len(), |out| {
@@ -433,7 +463,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
                     message_written = true;
                 }
             } else if field.number != layout.stack_trace && field.number != layout.encoded_attributes {
-                self.fields(span, out, depth, &descend)?;
+                self.fields(span, out, depth, Some(failure), &descend)?;
             }
         }
         if let Some(texts) = &restored
@@ -453,6 +483,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         json: JsonField,
         depth: u32,
         out: &mut Vec<u8>,
+        checked: Option<&MessageSchema>,
         descend: impl Fn(u32) -> Option<Descend>,
     ) -> Result<bool, WalkError>
     where
@@ -463,7 +494,7 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         while let Some(field) = reader.next_field()? {
             let span = &input[field.start..reader.position()];
             if field.number != json.number || field.wire_type != WIRE_LEN {
-                changed |= self.fields(span, out, depth, &descend)?;
+                changed |= self.fields(span, out, depth, checked, &descend)?;
                 continue;
             }
             let rewritten = self
@@ -554,9 +585,9 @@ impl<T: PayloadTransformer> Walk<'_, T> {
         out: &mut Vec<u8>,
     ) -> Result<bool, WalkError> {
         let message_type = view.message_type.unwrap_or_default();
-        let inner = std::str::from_utf8(message_type).map_or(NamedType::Unknown, schema::named_type);
+        let inner = std::str::from_utf8(message_type).map_or(NamedType::Unknown, |name| self.schema.named_type(name));
         match inner {
-            NamedType::Payloads(target) => self.fields(input, out, depth, |number| {
+            NamedType::Payloads(target) => self.fields(input, out, depth, None, |number| {
                 (number == PAYLOAD_DATA).then_some(Descend {
                     target,
                     class: FieldClass::Always,
@@ -646,7 +677,7 @@ fn write_nonempty_text(out: &mut Vec<u8>, field: u32, text: &str) {
 }
 
 /// Descends into the fields that have a rule, as the rule says.
-fn by_rule(schema: &'static MessageSchema) -> impl Fn(u32) -> Option<Descend> {
+fn by_rule(schema: &MessageSchema) -> impl Fn(u32) -> Option<Descend> + '_ {
     move |number| {
         let rule = schema.rule(number)?;
         Some(Descend {

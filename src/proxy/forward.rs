@@ -26,7 +26,7 @@ use crate::auth::jwt::JwtVerifier;
 use crate::codec::{BLOCKING_THRESHOLD, Codec, KeyError, MessageKeys};
 use crate::keys::kms::KmsError;
 use crate::payload::WalkError;
-use crate::payload::schema::{self, MessageIndex, MethodSchema};
+use crate::payload::schema::{MessageIndex, MethodSchema, Schema};
 use crate::payload::wire::{FieldReader, WIRE_LEN};
 use crate::telemetry::{Metrics, UNKNOWN_METHOD};
 
@@ -100,7 +100,6 @@ impl Forwarder {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            codec,
             upstream,
             upstream_name,
             max_message_bytes,
@@ -108,8 +107,8 @@ impl Forwarder {
             credentials: UpstreamCredentials::default(),
             callers: CallerPolicy::default(),
             methods: MethodPolicy::default(),
-            status_type: schema::message_by_name("google.rpc.Status")
-                .expect("google.rpc.Status carries Any details, so it is in the schema table"),
+            status_type: codec.schema().status_type,
+            codec,
         }
     }
 
@@ -136,7 +135,7 @@ impl Forwarder {
         if method.is_some() {
             return Ok(());
         }
-        let decided = self.methods.unknown_method(path);
+        let decided = self.methods.unknown_method(path, self.codec.schema().source());
         let action = match &decided {
             Ok(action) => *action,
             Err(_) => UnknownMethodAction::Refused,
@@ -168,7 +167,7 @@ impl Forwarder {
         B::Error: Into<BoxError>,
     {
         let started = Instant::now();
-        let method = schema::method(request.uri().path());
+        let method = self.codec.schema().method(request.uri().path());
         let uri = request.uri().clone();
         let mut added = Duration::ZERO;
         let admitted = match self.admit(request.headers(), caller).await {
@@ -193,7 +192,7 @@ impl Forwarder {
         });
         let record = CallRecord {
             metrics: Arc::clone(&self.metrics),
-            method: method.map_or(UNKNOWN_METHOD, |method| method.path),
+            method: method.map_or(UNKNOWN_METHOD, |method| method.path.as_str()),
             started,
             added,
         };
@@ -365,7 +364,7 @@ impl Forwarder {
                 .await
                 .map(MessageKeys::Decryption),
         }
-        .map_err(|error| key_status(direction, message_type, error))?;
+        .map_err(|error| key_status(self.codec.schema(), direction, message_type, error))?;
         let codec = Arc::clone(&self.codec);
         let large = message.len() >= BLOCKING_THRESHOLD;
         let work = move || codec.rewrite_with(&keys, message_type, &message);
@@ -376,7 +375,7 @@ impl Forwarder {
         } else {
             work()
         };
-        result.map_err(|error| codec_status(direction, message_type, error))
+        result.map_err(|error| codec_status(self.codec.schema(), direction, message_type, error))
     }
 
     /// Decrypts payloads in `grpc-status-details-bin` (query failures, multi-operation
@@ -489,9 +488,14 @@ impl Forwarder {
     }
 }
 
-fn codec_status(direction: Direction, message_type: MessageIndex, error: WalkError) -> Status {
-    let type_name = schema::message(message_type).name;
+fn codec_status(schema: &Schema, direction: Direction, message_type: MessageIndex, error: WalkError) -> Status {
+    let type_name = &schema.message(message_type).name;
     match (error, direction) {
+        (error @ WalkError::UnknownPayloadField { .. }, Direction::Request) => Status::failed_precondition(format!(
+            "{error}; nothing was sent upstream. This proxy knows the Temporal API of {}: use a release built \
+             on a newer one, or give it the newer API's descriptors with --descriptors",
+            schema.source()
+        )),
         (WalkError::TooLarge { limit }, Direction::Request) => Status::resource_exhausted(format!(
             "the request would be larger than the proxy's limit of {limit} bytes once its payloads \
              are encrypted (--max-message-bytes); nothing was sent upstream"
@@ -515,7 +519,7 @@ fn codec_status(direction: Direction, message_type: MessageIndex, error: WalkErr
 }
 
 /// A KMS failure while encrypting fails the call before anything goes upstream.
-fn key_status(direction: Direction, message_type: MessageIndex, error: KeyError) -> Status {
+fn key_status(schema: &Schema, direction: Direction, message_type: MessageIndex, error: KeyError) -> Status {
     match error {
         KeyError::Kms(KmsError::Unavailable(message)) => Status::unavailable(format!("KMS is unavailable: {message}")),
         KeyError::Kms(KmsError::PermissionDenied(message)) => {
@@ -528,7 +532,7 @@ fn key_status(direction: Direction, message_type: MessageIndex, error: KeyError)
             Status::invalid_argument("the KMS key depends on the namespace, and the call names none")
         }
         KeyError::NoKey => Status::internal("no encryption key is configured; the call was not forwarded"),
-        KeyError::Walk(error) => codec_status(direction, message_type, error),
+        KeyError::Walk(error) => codec_status(schema, direction, message_type, error),
     }
 }
 

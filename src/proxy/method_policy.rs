@@ -56,8 +56,9 @@ impl MethodPolicy {
         }
     }
 
-    /// What happens to a call to `path`, a method outside the payload schema.
-    pub fn unknown_method(&self, path: &str) -> Result<UnknownMethodAction, Status> {
+    /// What happens to a call to `path`, a method outside the payload schema built from
+    /// `api` (which errors name).
+    pub fn unknown_method(&self, path: &str, api: &str) -> Result<UnknownMethodAction, Status> {
         let action = if self.unknown == UnknownMethods::Forward
             || ALWAYS_FORWARDED.iter().any(|service| path.starts_with(service))
         {
@@ -69,11 +70,10 @@ impl MethodPolicy {
         match action {
             UnknownMethodAction::Forwarded => Ok(action),
             UnknownMethodAction::Refused => Err(Status::unimplemented(format!(
-                "{path} is not a method of the Temporal API this proxy knows ({}), so it cannot tell \
-                 which of its fields are payloads and will not send them unencrypted; use a proxy \
-                 release built on a newer Temporal API, or forward such calls unencrypted with \
-                 --unknown-methods forward",
-                crate::payload::schema::API_VERSION
+                "{path} is not a method of the Temporal API this proxy knows ({api}), so it cannot \
+                 tell which of its fields are payloads and will not send them unencrypted; use a \
+                 proxy release built on a newer Temporal API, give it the newer API's descriptors \
+                 with --descriptors, or forward such calls unencrypted with --unknown-methods forward"
             ))),
         }
     }
@@ -113,23 +113,24 @@ mod tests {
     #[test]
     fn unknown_methods_are_refused_with_a_hint_except_health_and_reflection() {
         let policy = MethodPolicy::new(UnknownMethods::Refuse);
-        let refused = policy.unknown_method(NEW_METHOD).unwrap_err();
+        let refused = policy.unknown_method(NEW_METHOD, "test API").unwrap_err();
         assert_eq!(refused.code(), tonic::Code::Unimplemented);
         assert!(refused.message().contains("--unknown-methods forward"), "{refused:?}");
+        assert!(refused.message().contains("--descriptors") && refused.message().contains("test API"));
         for path in [
             "/grpc.health.v1.Health/Check",
             "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
         ] {
             assert_eq!(
-                policy.unknown_method(path).unwrap(),
+                policy.unknown_method(path, "test API").unwrap(),
                 UnknownMethodAction::Forwarded,
                 "{path}"
             );
         }
         let forwarding = MethodPolicy::new(UnknownMethods::Forward);
         assert_eq!(
-            forwarding.unknown_method(NEW_METHOD).unwrap(),
+            forwarding.unknown_method(NEW_METHOD, "test API").unwrap(),
             UnknownMethodAction::Forwarded
         );
     }
@@ -138,7 +139,7 @@ mod tests {
     fn made_up_methods_cannot_grow_the_logged_set_without_bound() {
         let policy = MethodPolicy::new(UnknownMethods::Refuse);
         for n in 0..3 * LOGGED_METHODS_LIMIT {
-            let _ = policy.unknown_method(&format!("/made.up.Service/Method{n}"));
+            let _ = policy.unknown_method(&format!("/made.up.Service/Method{n}"), "test API");
         }
         assert_eq!(policy.logged.lock().unwrap().len(), LOGGED_METHODS_LIMIT + 1);
     }

@@ -9,7 +9,7 @@ use flate2::Compression;
 use flate2::read::GzEncoder;
 use prost::Message as _;
 use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
-use temporal_codec_proxy::payload::schema::PAYLOAD_TYPE;
+use temporal_codec_proxy::payload::schema::Schema;
 use temporal_codec_proxy::payload::walker::REQUEST_MAX_DEPTH;
 use temporal_codec_proxy::proxy::grpc_frame::encode_frame;
 use temporalio_protos::google::rpc::Status as RpcStatus;
@@ -397,7 +397,7 @@ async fn a_label_is_no_proof_foreign_ciphertext_and_disguised_plaintext_are_encr
     let encrypt = |codec: &Codec, text: &str| {
         Payload::decode(
             codec
-                .encode(PAYLOAD_TYPE, &json_payload(text).encode_to_vec())
+                .encode(Schema::compiled_in().payload_type, &json_payload(text).encode_to_vec())
                 .unwrap()
                 .as_slice(),
         )
@@ -444,7 +444,9 @@ async fn a_label_is_no_proof_foreign_ciphertext_and_disguised_plaintext_are_encr
             !String::from_utf8_lossy(&stored.data).contains("secret"),
             "{what}: stored in plaintext"
         );
-        let unwrapped = held.decode(PAYLOAD_TYPE, &stored.encode_to_vec()).unwrap();
+        let unwrapped = held
+            .decode(Schema::compiled_in().payload_type, &stored.encode_to_vec())
+            .unwrap();
         assert_eq!(
             Payload::decode(unwrapped.as_slice()).unwrap(),
             sent,
@@ -476,4 +478,163 @@ async fn a_label_is_no_proof_foreign_ciphertext_and_disguised_plaintext_are_encr
             >= 3
     );
     proxy.stop().await;
+}
+
+const SECRET_NOTE_FIELD: u32 = 1000;
+const NEWER_METHOD: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecutionAgain";
+
+/// The compiled-in API with a payload field (`secret_note`, 1000) added to
+/// `StartWorkflowExecutionRequest` and an RPC added to `WorkflowService`, as a newer Temporal
+/// API might have them, written where `--descriptors` can read it.
+fn newer_api_descriptors() -> std::path::PathBuf {
+    use prost_types::field_descriptor_proto::{Label, Type};
+    use prost_types::{FieldDescriptorProto, FileDescriptorSet, MethodDescriptorProto};
+    let mut set = FileDescriptorSet::decode(temporal_codec_proxy::payload::schema::COMPILED_IN_DESCRIPTORS).unwrap();
+    let file = set
+        .file
+        .iter_mut()
+        .find(|file| file.package() == "temporal.api.workflowservice.v1" && !file.service.is_empty())
+        .unwrap();
+    file.service[0].method.push(MethodDescriptorProto {
+        name: Some("StartWorkflowExecutionAgain".into()),
+        input_type: Some(".temporal.api.workflowservice.v1.StartWorkflowExecutionRequest".into()),
+        output_type: Some(".temporal.api.workflowservice.v1.StartWorkflowExecutionResponse".into()),
+        ..Default::default()
+    });
+    let requests = set
+        .file
+        .iter_mut()
+        .flat_map(|file| file.message_type.iter_mut())
+        .find(|message| message.name() == "StartWorkflowExecutionRequest")
+        .unwrap();
+    requests.field.push(FieldDescriptorProto {
+        name: Some("secret_note".into()),
+        number: Some(SECRET_NOTE_FIELD as i32),
+        label: Some(Label::Optional as i32),
+        r#type: Some(Type::Message as i32),
+        type_name: Some(".temporal.api.common.v1.Payload".into()),
+        ..Default::default()
+    });
+    let path = std::env::temp_dir().join(format!("{}.binpb", unique("newer-api")));
+    std::fs::write(&path, set.encode_to_vec()).unwrap();
+    path
+}
+
+/// A start request with a `secret_note` payload in the newer API's field.
+fn start_with_secret_note(workflow_id: &str, note: &str) -> Bytes {
+    let mut message = start_request(workflow_id, json_payload("\"newer-api-input\"")).encode_to_vec();
+    temporal_codec_proxy::payload::wire::write_len_field(
+        &mut message,
+        SECRET_NOTE_FIELD,
+        &json_payload(&format!("\"{note}\"")).encode_to_vec(),
+    );
+    encode_frame(&message)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_api_fails_closed_without_its_descriptors_and_is_encrypted_with_them() {
+    let relay = Relay::start(&dev_server().address).await;
+    let upstream = relay.address.to_string();
+    let descriptors = newer_api_descriptors();
+    let namespace = [("temporal-namespace", FAULTS_NAMESPACE)];
+
+    let older = ProxyProcess::start(&upstream, &random_key(), &[]);
+    let (headers, _) = call_with_body(
+        &older.grpc,
+        NEWER_METHOD,
+        &namespace,
+        start_with_secret_note(&unique("newer"), "secret-newer-method"),
+    )
+    .await;
+    let status = tonic::Status::from_header_map(&headers).unwrap();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert!(status.message().contains("--descriptors"), "{status:?}");
+    let refused_id = unique("newer-field");
+    let (headers, _) = call_with_body(
+        &older.grpc,
+        START_WORKFLOW,
+        &namespace,
+        start_with_secret_note(&refused_id, "secret-newer-field"),
+    )
+    .await;
+    let status = tonic::Status::from_header_map(&headers).unwrap();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("field 1000 of temporal.api.workflowservice.v1.StartWorkflowExecutionRequest")
+            && status.message().contains("--descriptors"),
+        "{status:?}"
+    );
+    assert!(!reached_the_server(&refused_id).await);
+
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_temporal-codec-proxy"))
+        .args([
+            "check-config",
+            "--upstream",
+            &upstream,
+            "--key",
+            "k=base64:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "--descriptors",
+        ])
+        .arg(&descriptors)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        report.contains(&format!(
+            "# payload schema: descriptors from {}: 220 methods",
+            descriptors.display()
+        )),
+        "{report}"
+    );
+
+    let newer = ProxyProcess::start(
+        &upstream,
+        &random_key(),
+        &["--descriptors", descriptors.to_str().unwrap()],
+    );
+    let accepted_id = unique("newer-field");
+    let (headers, _) = call_with_body(
+        &newer.grpc,
+        START_WORKFLOW,
+        &namespace,
+        start_with_secret_note(&accepted_id, "secret-newer-field"),
+    )
+    .await;
+    assert_eq!(headers["grpc-status"], "0", "{headers:?}");
+    let stored = started_input(&dev_server().address, FAULTS_NAMESPACE, &accepted_id)
+        .await
+        .unwrap();
+    assert_eq!(stored.metadata["encoding"], b"binary/encrypted");
+    // The server drops a field it does not know; the bytes the proxy sent show it encrypted.
+    let method_id = unique("newer-method");
+    let (headers, _) = call_with_body(
+        &newer.grpc,
+        NEWER_METHOD,
+        &namespace,
+        start_with_secret_note(&method_id, "secret-newer-method"),
+    )
+    .await;
+    let status = tonic::Status::from_header_map(&headers).unwrap();
+    assert_eq!(
+        status.code(),
+        Code::Unimplemented,
+        "the server's own answer: {status:?}"
+    );
+    assert!(!status.message().contains("--descriptors"), "{status:?}");
+    assert!(relay.sent_upstream(accepted_id.as_bytes()) && relay.sent_upstream(method_id.as_bytes()));
+    for secret in [&b"secret-newer-field"[..], b"secret-newer-method", b"newer-api-input"] {
+        assert!(
+            !relay.sent_upstream(secret),
+            "{} went upstream in plaintext",
+            String::from_utf8_lossy(secret)
+        );
+    }
+    let _ = std::fs::remove_file(&descriptors);
 }

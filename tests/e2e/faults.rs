@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use prost::Message as _;
 use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
-use temporal_codec_proxy::payload::schema::PAYLOAD_TYPE;
+use temporal_codec_proxy::payload::schema::Schema;
 use temporal_codec_proxy::proxy::grpc_frame::{encode_frame, encode_frame_gzip};
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution, WorkflowType};
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
@@ -170,7 +170,10 @@ async fn tampered_ciphertext_fails_naming_the_key_and_foreign_keys_pass_through(
     );
     let mut tampered = Payload::decode(
         writer
-            .encode(PAYLOAD_TYPE, &json_payload("\"secret-tampered\"").encode_to_vec())
+            .encode(
+                Schema::compiled_in().payload_type,
+                &json_payload("\"secret-tampered\"").encode_to_vec(),
+            )
             .unwrap()
             .as_slice(),
     )
@@ -195,7 +198,10 @@ async fn tampered_ciphertext_fails_naming_the_key_and_foreign_keys_pass_through(
     );
     let foreign = Payload::decode(
         other_team
-            .encode(PAYLOAD_TYPE, &json_payload("\"theirs\"").encode_to_vec())
+            .encode(
+                Schema::compiled_in().payload_type,
+                &json_payload("\"theirs\"").encode_to_vec(),
+            )
             .unwrap()
             .as_slice(),
     )

@@ -9,7 +9,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::service::service_fn;
 use prost::Message as _;
 use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
-use temporal_codec_proxy::payload::schema::PAYLOAD_TYPE;
+use temporal_codec_proxy::payload::schema::Schema;
 use temporal_codec_proxy::proxy::grpc_frame::encode_frame;
 use temporalio_protos::google::rpc::Status as RpcStatus;
 use temporalio_protos::grpc::health::v1::HealthCheckRequest;
@@ -163,7 +163,7 @@ async fn payloads_in_error_details_are_decrypted_and_the_rest_is_unchanged() {
     };
     let encrypted = Payload::decode(
         writer
-            .encode(PAYLOAD_TYPE, &plaintext.encode_to_vec())
+            .encode(Schema::compiled_in().payload_type, &plaintext.encode_to_vec())
             .unwrap()
             .as_slice(),
     )
@@ -248,10 +248,7 @@ async fn gzip_responses_are_decompressed_and_decrypted() {
         }),
         ..Default::default()
     };
-    let response_type = temporal_codec_proxy::payload::schema::method(QUERY_WORKFLOW)
-        .unwrap()
-        .response
-        .unwrap();
+    let response_type = Schema::compiled_in().method(QUERY_WORKFLOW).unwrap().response.unwrap();
     let encrypted = writer.encode(response_type, &plaintext.encode_to_vec()).unwrap();
     let upstream = EchoUpstream::start(Bytes::from(encrypted), Bytes::new()).await;
     let proxy = TestProxy::start(&upstream.address.to_string(), &[("gzip-key", key)]).await;
