@@ -1050,3 +1050,47 @@ mod descriptor_sets {
         assert!(error.to_string().contains("temporal.api.common.v1.Payload"), "{error}");
     }
 }
+
+#[test]
+fn plaintext_texts_beside_encoded_attributes_are_sealed_with_them_and_come_back_as_they_were() {
+    use temporalio_protos::temporal::api::failure::v1::Failure;
+    let codec = codec(EncryptionPolicy::default());
+    let failure = Failure {
+        message: "leaked-message".into(),
+        stack_trace: "leaked-stack".into(),
+        encoded_attributes: Some(json(r#"{"message":"sdk-secret"}"#)),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let encrypted = codec.encode(api().failure_type, &failure).unwrap();
+    for text in [&b"leaked-message"[..], b"leaked-stack", b"sdk-secret"] {
+        assert!(
+            !contains(&encrypted, text),
+            "{} left in plaintext",
+            String::from_utf8_lossy(text)
+        );
+    }
+    let stored = Failure::decode(encrypted.as_slice()).unwrap();
+    assert_eq!(stored.message, "Encoded failure");
+    assert!(stored.stack_trace.is_empty());
+    assert_eq!(codec.decode(api().failure_type, &encrypted).unwrap(), failure);
+
+    // What SDKs write when they encode the texts themselves is only encrypted.
+    let sdk_encoded = Failure {
+        message: "Encoded failure".into(),
+        encoded_attributes: Some(json(r#"{"message":"sdk-secret"}"#)),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let encrypted = codec.encode(api().failure_type, &sdk_encoded).unwrap();
+    assert_eq!(
+        Failure::decode(encrypted.as_slice()).unwrap().message,
+        "Encoded failure"
+    );
+    assert!(!contains(&encrypted, b"sdk-secret"));
+    let read = Failure::decode(codec.decode(api().failure_type, &encrypted).unwrap().as_slice()).unwrap();
+    assert_eq!(
+        read.message, "sdk-secret",
+        "texts in an encoded_attributes of their own shape are put back"
+    );
+}

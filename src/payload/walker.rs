@@ -55,6 +55,10 @@ struct EncodedFailureTexts {
     message: String,
     #[serde(default)]
     stack_trace: String,
+    /// Base64 of the `encoded_attributes` payload a failure already had when it also
+    /// carried plaintext texts: both are sealed together, and both come back as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encoded_attributes: Option<String>,
 }
 
 /// A field holding a message in the protobuf JSON mapping.
@@ -349,12 +353,22 @@ impl<'s, T: PayloadTransformer> Walk<'s, '_, T> {
         descend: impl Fn(u32) -> Option<Descend>,
     ) -> Result<bool, WalkError> {
         let found = FailureTextFields::find(input, layout)?;
-        if found.encoded_attributes_count > 0 || (found.message.is_empty() && found.stack_trace.is_empty()) {
+        let already_encoded = found.encoded_attributes_count > 0;
+        // A failure whose texts an SDK already moved says "Encoded failure"; one that also
+        // kept a real message or a stack trace beside its encoded attributes would send
+        // those in plaintext.
+        let message_is_plaintext =
+            !(found.message.is_empty() || already_encoded && found.message == ENCODED_FAILURE_MESSAGE);
+        if !message_is_plaintext && found.stack_trace.is_empty() {
             return self.fields(input, out, depth, Some(failure), descend);
         }
         let texts = EncodedFailureTexts {
             message: utf8_text(found.message, "message")?,
             stack_trace: utf8_text(found.stack_trace, "stack_trace")?,
+            encoded_attributes: already_encoded.then(|| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(all_len_fields(input, layout.encoded_attributes))
+            }),
         };
         let json = serde_json::to_vec(&texts).map_err(|_| WalkError::Encryption)?;
         let mut payload = Vec::with_capacity(json.len() + 32);
@@ -372,7 +386,7 @@ impl<'s, T: PayloadTransformer> Walk<'s, '_, T> {
                     write_len_field(out, layout.message, ENCODED_FAILURE_MESSAGE);
                     message_written = true;
                 }
-            } else if field.number != layout.stack_trace {
+            } else if field.number != layout.stack_trace && field.number != layout.encoded_attributes {
                 self.fields(
                     &input[field.start..reader.position()],
                     out,
@@ -462,7 +476,11 @@ impl<'s, T: PayloadTransformer> Walk<'s, '_, T> {
                     write_nonempty_text(out, layout.message, &texts.message);
                     message_written = true;
                 }
-            } else if field.number != layout.stack_trace && field.number != layout.encoded_attributes {
+            } else if field.number == layout.encoded_attributes {
+                if let Some(original) = &texts.encoded_attributes {
+                    self.restore_encoded_attributes(original, layout, depth, out)?;
+                }
+            } else if field.number != layout.stack_trace {
                 self.fields(span, out, depth, Some(failure), &descend)?;
             }
         }
@@ -472,6 +490,34 @@ impl<'s, T: PayloadTransformer> Walk<'s, '_, T> {
             write_nonempty_text(out, layout.stack_trace, &texts.stack_trace);
         }
         Ok(decoded_changed)
+    }
+
+    /// Writes back the `encoded_attributes` payload a failure had beside plaintext texts,
+    /// decrypting it too where it was under a held key.
+    fn restore_encoded_attributes(
+        &mut self,
+        original: &str,
+        layout: FailureFields,
+        depth: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), WalkError> {
+        use base64::Engine as _;
+        let original = base64::engine::general_purpose::STANDARD
+            .decode(original)
+            .map_err(|_| WalkError::malformed("sealed failure attributes are not base64"))?;
+        write_tag(out, layout.encoded_attributes, WIRE_LEN);
+        write_length_prefixed(out, original.len(), |out| {
+            self.message(
+                &original,
+                self.schema.payload_type,
+                FieldClass::Always,
+                false,
+                depth + 1,
+                out,
+            )
+            .map(drop)
+        })
+        .map(drop)
     }
 
     /// Copies `input` field by field, descending as `descend` says, except that the message
@@ -686,6 +732,19 @@ fn by_rule(schema: &MessageSchema) -> impl Fn(u32) -> Option<Descend> + '_ {
             system: false,
         })
     }
+}
+
+/// The contents of every occurrence of a length-delimited field, one after another: for a
+/// message field, what protobuf merges them into.
+fn all_len_fields(input: &[u8], number: u32) -> Vec<u8> {
+    let mut merged = Vec::new();
+    let mut reader = FieldReader::new(input);
+    while let Ok(Some(field)) = reader.next_field() {
+        if field.number == number && field.wire_type == WIRE_LEN {
+            merged.extend_from_slice(field.content);
+        }
+    }
+    merged
 }
 
 /// The last occurrence of a length-delimited field (protobuf: the last one wins).
