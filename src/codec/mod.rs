@@ -22,6 +22,15 @@ use crate::keys::kms::{KmsError, KmsKeys, LeasedKey};
 /// to rewrite in place than to hand over.
 pub const BLOCKING_THRESHOLD: usize = 256 * 1024;
 
+/// Requests that answer the server's own Nexus tasks (worker control, the system
+/// endpoint): the server reads their results, and it makes payloads with no metadata at
+/// all for them. Only in these are payloads with empty metadata left as they are; anywhere
+/// else such a payload is user data like any other.
+const NEXUS_TASK_ANSWERS: &[&str] = &[
+    "temporal.api.workflowservice.v1.RespondNexusTaskCompletedRequest",
+    "temporal.api.workflowservice.v1.RespondNexusTaskFailedRequest",
+];
+
 /// Which optional payload classes are encrypted.
 #[derive(Debug, Clone, Copy)]
 pub struct EncryptionPolicy {
@@ -261,6 +270,7 @@ impl Codec {
             encrypted_again: 0,
             opened: Vec::new(),
             unknown_fields: 0,
+            exempts_empty_metadata: NEXUS_TASK_ANSWERS.contains(&self.schema.message(message_type).name.as_str()),
         };
         let out = rewrite(self.schema, message, message_type, &mut encryptor)?;
         if let EncryptionKey::Kms(leased) = key {
@@ -371,6 +381,8 @@ struct Encryptor<'k> {
     opened: Vec<u8>,
     /// Fields the schema does not know, holding no payload.
     unknown_fields: u64,
+    /// The request answers a server-made Nexus task: payloads without metadata stay.
+    exempts_empty_metadata: bool,
 }
 
 impl Encryptor<'_> {
@@ -430,9 +442,8 @@ impl PayloadTransformer for Encryptor<'_> {
     }
 
     fn transform(&mut self, payload: &[u8], view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {
-        // Empty metadata marks server-made Nexus task payloads; SDK converters always set an
-        // encoding. Ciphertext under a held key is never wrapped twice.
-        if view.metadata_entries == 0 {
+        // Ciphertext under a held key is never wrapped twice.
+        if view.metadata_entries == 0 && self.exempts_empty_metadata {
             out.extend_from_slice(payload);
             return Ok(false);
         }

@@ -235,7 +235,7 @@ fn rotation_keeps_old_payloads_readable_and_encrypts_with_the_first_key() {
 }
 
 #[test]
-fn never_encrypts_twice_and_leaves_empty_metadata_alone() {
+fn never_encrypts_twice_and_leaves_empty_metadata_alone_only_in_answers_to_nexus_tasks() {
     let codec = sample_codec();
     let once = codec
         .encode(Schema::compiled_in().payload_type, &json_payload("\"x\""))
@@ -246,7 +246,34 @@ fn never_encrypts_twice_and_leaves_empty_metadata_alone() {
         ..Default::default()
     }
     .encode_to_vec();
-    assert_eq!(codec.encode(Schema::compiled_in().payload_type, &bare).unwrap(), bare);
+    let schema = Schema::compiled_in();
+    let sealed = codec.encode(schema.payload_type, &bare).unwrap();
+    assert_ne!(
+        sealed, bare,
+        "a payload without metadata outside a Nexus task answer is user data"
+    );
+    assert_eq!(codec.decode(schema.payload_type, &sealed).unwrap(), bare);
+    // A sync Nexus answer with the server's own kind of payload stays readable to the server.
+    use temporalio_protos::temporal::api::nexus::v1::{StartOperationResponse, response, start_operation_response};
+    use temporalio_protos::temporal::api::workflowservice::v1::RespondNexusTaskCompletedRequest;
+    let answer = RespondNexusTaskCompletedRequest {
+        response: Some(temporalio_protos::temporal::api::nexus::v1::Response {
+            variant: Some(response::Variant::StartOperation(StartOperationResponse {
+                variant: Some(start_operation_response::Variant::SyncSuccess(
+                    start_operation_response::Sync {
+                        payload: Some(Payload::decode(bare.as_slice()).unwrap()),
+                        links: vec![],
+                    },
+                )),
+            })),
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let answer_type = schema
+        .message_by_name("temporal.api.workflowservice.v1.RespondNexusTaskCompletedRequest")
+        .unwrap();
+    assert_eq!(codec.encode(answer_type, &answer).unwrap(), answer);
     let plain = json_payload("\"plain\"");
     assert_eq!(codec.decode(Schema::compiled_in().payload_type, &plain).unwrap(), plain);
 }

@@ -647,11 +647,28 @@ fn every_rpc_has_an_entry_and_the_payload_rpcs_are_found() {
 fn non_minimal_varints_survive_byte_for_byte() {
     let codec = codec(encrypt_everything());
     let payloads = api().payloads_type;
-    // Found by fuzzing: a two-byte tag, and a two-byte length, around an empty payload.
-    for message in [&[0x8a, 0x00, 0x00][..], &[0x0a, 0x80, 0x00][..]] {
-        let encoded = codec.encode(payloads, message).unwrap();
-        assert_eq!(encoded, message, "{message:02x?}");
-        assert_eq!(codec.decode(payloads, &encoded).unwrap(), message, "{message:02x?}");
+    // Found by fuzzing: a two-byte tag, and a two-byte length, around a payload the walk
+    // leaves as it is (on the way in, ciphertext a held key authenticates; on the way out,
+    // plaintext).
+    let padded = |tag: &[u8], payload: &[u8]| {
+        let mut message = tag.to_vec();
+        let mut length = Vec::new();
+        write_varint(&mut length, payload.len() as u64);
+        *length.last_mut().unwrap() |= 0x80;
+        length.push(0x00);
+        message.extend_from_slice(&length);
+        message.extend_from_slice(payload);
+        message
+    };
+    let genuine = codec
+        .encode(api().payload_type, &json("\"sealed\"").encode_to_vec())
+        .unwrap();
+    let plain = json("\"plain\"").encode_to_vec();
+    for tag in [&[0x8a, 0x00][..], &[0x0a][..]] {
+        let sealed = padded(tag, &genuine);
+        assert_eq!(codec.encode(payloads, &sealed).unwrap(), sealed, "{sealed:02x?}");
+        let readable = padded(tag, &plain);
+        assert_eq!(codec.decode(payloads, &readable).unwrap(), readable, "{readable:02x?}");
     }
     // Around a payload that is encrypted, the tag keeps its bytes; the length of rewritten
     // content is written anew, minimally.
