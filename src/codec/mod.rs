@@ -31,6 +31,13 @@ const NEXUS_TASK_ANSWERS: &[&str] = &[
     "temporal.api.workflowservice.v1.RespondNexusTaskFailedRequest",
 ];
 
+fn nexus_task_answers(schema: &Schema) -> Vec<MessageIndex> {
+    NEXUS_TASK_ANSWERS
+        .iter()
+        .filter_map(|name| schema.message_by_name(name))
+        .collect()
+}
+
 /// Which optional payload classes are encrypted.
 #[derive(Debug, Clone, Copy)]
 pub struct EncryptionPolicy {
@@ -134,6 +141,8 @@ pub struct Codec {
     /// Largest message a rewrite may produce.
     max_message_bytes: usize,
     schema: &'static Schema,
+    /// [`NEXUS_TASK_ANSWERS`] in `schema`, looked up once rather than by name per call.
+    nexus_task_answers: Vec<MessageIndex>,
 }
 
 impl std::fmt::Debug for Codec {
@@ -154,12 +163,14 @@ impl Codec {
             stats: CodecStats::default(),
             max_message_bytes: usize::MAX,
             schema: Schema::compiled_in(),
+            nexus_task_answers: nexus_task_answers(Schema::compiled_in()),
         }
     }
 
     /// Finds payloads by `schema` instead of the compiled-in Temporal API.
     pub fn with_schema(mut self, schema: &'static Schema) -> Self {
         self.schema = schema;
+        self.nexus_task_answers = nexus_task_answers(schema);
         self
     }
 
@@ -270,7 +281,7 @@ impl Codec {
             encrypted_again: 0,
             opened: Vec::new(),
             unknown_fields: 0,
-            exempts_empty_metadata: NEXUS_TASK_ANSWERS.contains(&self.schema.message(message_type).name.as_str()),
+            exempts_empty_metadata: self.nexus_task_answers.contains(&message_type),
         };
         let out = rewrite(self.schema, message, message_type, &mut encryptor)?;
         if let EncryptionKey::Kms(leased) = key {

@@ -157,6 +157,7 @@ impl Analyzer {
             rule_mask: 0,
             fields: Vec::new(),
             known: KnownFields::default(),
+            plain_mask: 0,
         });
         let mut methods = Vec::with_capacity(self.methods.len());
         for method in &self.methods {
@@ -313,6 +314,7 @@ impl Analyzer {
             kind,
             rule_mask,
             fields,
+            plain_mask: known.below_64() & !rule_mask,
             known,
         })
     }

@@ -84,6 +84,11 @@ impl KnownFields {
         }
     }
 
+    /// The known numbers below 64, bit `n` for field `n`.
+    pub fn below_64(&self) -> u64 {
+        self.mask
+    }
+
     #[inline]
     pub fn contains(&self, number: u32) -> bool {
         if number < 64 {
@@ -105,9 +110,19 @@ pub struct MessageSchema {
     /// Sorted by number.
     pub fields: Vec<FieldRule>,
     pub known: KnownFields,
+    /// Bit `n` set when field `n` (below 64) is known and leads to no payload: the bulk of
+    /// a message's fields, which the walker copies after one bit test.
+    pub plain_mask: u64,
 }
 
 impl MessageSchema {
+    /// Whether field `number` is known and leads to no payload, answered for small numbers
+    /// only (`false` means: look further).
+    #[inline]
+    pub fn is_plain(&self, number: u32) -> bool {
+        number < 64 && self.plain_mask & (1 << number) != 0
+    }
+
     /// The rule for a field number.
     #[inline]
     pub fn rule(&self, number: u32) -> Option<&FieldRule> {

@@ -286,8 +286,9 @@ impl<'s, T: PayloadTransformer> Walk<'s, '_, T> {
     }
 
     /// Copies `input` field by field, descending into the fields `descend` selects; tells
-    /// whether anything changed. With `checked`, the message's schema, a length-delimited
-    /// field it does not know goes to the transformer first.
+    /// whether anything changed. With `checked`, the message's schema (whose rules
+    /// `descend` must follow), a length-delimited field it does not know goes to the
+    /// transformer first.
     fn fields(
         &mut self,
         input: &[u8],
@@ -300,6 +301,11 @@ impl<'s, T: PayloadTransformer> Walk<'s, '_, T> {
         let mut copied_to = 0;
         let mut changed = false;
         while let Some(field) = reader.next_field()? {
+            // With the message's schema at hand, most fields are settled by one bit: every
+            // `descend` used with one finds rules in that schema alone.
+            if checked.is_some_and(|message| message.is_plain(field.number)) {
+                continue;
+            }
             let Some(rule) = descend(field.number) else {
                 if let Some(message) = checked
                     && field.wire_type == WIRE_LEN
