@@ -368,13 +368,19 @@ impl<'s, T: PayloadTransformer> Walk<'s, '_, T> {
         if !message_is_plaintext && found.stack_trace.is_empty() {
             return self.fields(input, out, depth, Some(failure), descend);
         }
+        let sealed_attributes = if already_encoded {
+            let merged = all_len_fields(input, layout.encoded_attributes);
+            // Sealed unread, it must still be a payload, or it could not be read back.
+            PayloadView::parse(&merged)?;
+            use base64::Engine as _;
+            Some(base64::engine::general_purpose::STANDARD.encode(merged))
+        } else {
+            None
+        };
         let texts = EncodedFailureTexts {
             message: utf8_text(found.message, "message")?,
             stack_trace: utf8_text(found.stack_trace, "stack_trace")?,
-            encoded_attributes: already_encoded.then(|| {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD.encode(all_len_fields(input, layout.encoded_attributes))
-            }),
+            encoded_attributes: sealed_attributes,
         };
         let json = serde_json::to_vec(&texts).map_err(|_| WalkError::Encryption)?;
         let mut payload = Vec::with_capacity(json.len() + 32);
