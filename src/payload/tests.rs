@@ -1117,16 +1117,20 @@ fn malformed_encoded_attributes_beside_plaintext_texts_are_refused_on_the_way_in
     // Found by fuzzing: the attributes were sealed unread, and then could not be read back.
     use temporalio_protos::temporal::api::failure::v1::Failure;
     let codec = codec(EncryptionPolicy::default());
-    let mut failure = Failure {
+    let failure = Failure {
         message: "seed failure".into(),
         stack_trace: "at seed()".into(),
         ..Default::default()
     }
     .encode_to_vec();
-    // encoded_attributes (20) of 4 bytes whose metadata entry claims 85.
-    failure.extend_from_slice(&[0xa2, 0x01, 0x04, 0x0a, 0x55, 0x0a, 0x08]);
-    assert!(matches!(
-        codec.encode(api().failure_type, &failure),
-        Err(WalkError::Malformed(_))
-    ));
+    // encoded_attributes (20) of 4 bytes whose metadata entry claims 85; and one that is
+    // not length-delimited at all, which must not be dropped.
+    for malformed in [&[0xa2, 0x01, 0x04, 0x0a, 0x55, 0x0a, 0x08][..], &[0xa0, 0x01, 0x07]] {
+        let mut message = failure.clone();
+        message.extend_from_slice(malformed);
+        assert!(matches!(
+            codec.encode(api().failure_type, &message),
+            Err(WalkError::Malformed(_))
+        ));
+    }
 }

@@ -369,7 +369,7 @@ impl<'s, T: PayloadTransformer> Walk<'s, '_, T> {
             return self.fields(input, out, depth, Some(failure), descend);
         }
         let sealed_attributes = if already_encoded {
-            let merged = all_len_fields(input, layout.encoded_attributes);
+            let merged = all_len_fields(input, layout.encoded_attributes)?;
             // Sealed unread, it must still be a payload, or it could not be read back.
             PayloadView::parse(&merged)?;
             use base64::Engine as _;
@@ -746,17 +746,24 @@ fn by_rule(schema: &MessageSchema) -> impl Fn(u32) -> Option<Descend> + '_ {
     }
 }
 
-/// The contents of every occurrence of a length-delimited field, one after another: for a
-/// message field, what protobuf merges them into.
-fn all_len_fields(input: &[u8], number: u32) -> Vec<u8> {
+/// The contents of every occurrence of message field `number`, one after another: what
+/// protobuf merges them into.
+fn all_len_fields(input: &[u8], number: u32) -> Result<Vec<u8>, WalkError> {
     let mut merged = Vec::new();
     let mut reader = FieldReader::new(input);
-    while let Ok(Some(field)) = reader.next_field() {
-        if field.number == number && field.wire_type == WIRE_LEN {
-            merged.extend_from_slice(field.content);
+    while let Some(field) = reader.next_field()? {
+        if field.number != number {
+            continue;
         }
+        if field.wire_type != WIRE_LEN {
+            return Err(WalkError::malformed(format!(
+                "field {number} should be length-delimited but has wire type {}",
+                field.wire_type
+            )));
+        }
+        merged.extend_from_slice(field.content);
     }
-    merged
+    Ok(merged)
 }
 
 /// The last occurrence of a length-delimited field (protobuf: the last one wins).
