@@ -1134,3 +1134,39 @@ fn malformed_encoded_attributes_beside_plaintext_texts_are_refused_on_the_way_in
         ));
     }
 }
+
+#[test]
+fn protojson_nested_past_the_parsers_limit_is_a_clean_error_on_a_two_mebibyte_stack() {
+    use temporalio_protos::temporal::api::common::v1::DataBlob;
+    use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryResponse;
+    let walked = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            let codec = codec(EncryptionPolicy::default());
+            let response = api()
+                .message_by_name("temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryResponse")
+                .unwrap();
+            let deep_history = format!(r#"{{"events":{}"#, "[".repeat(200_000)).into_bytes();
+            let deep_failure = r#"{"cause":"#.repeat(20_000).into_bytes();
+            let blob = GetWorkflowExecutionHistoryResponse {
+                raw_history: vec![DataBlob {
+                    encoding_type: 2,
+                    data: deep_history,
+                }],
+                ..Default::default()
+            }
+            .encode_to_vec();
+            let history_error = codec.decode(response, &blob).unwrap_err();
+            let nexus = api().message_by_name("temporal.api.nexus.v1.Failure").unwrap();
+            let mut failure = Vec::new();
+            write_map_entry(&mut failure, 2, b"type", b"temporal.api.failure.v1.Failure");
+            write_len_field(&mut failure, 3, &deep_failure);
+            let failure_error = codec.decode(nexus, &failure).unwrap_err();
+            (history_error, failure_error)
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert!(matches!(walked.0, WalkError::Malformed(_)), "{:?}", walked.0);
+    assert!(matches!(walked.1, WalkError::Malformed(_)), "{:?}", walked.1);
+}
