@@ -48,6 +48,15 @@ fn main() -> ExitCode {
         },
         Command::Serve(args) => {
             telemetry::init_logging(&args.log, args.log_format);
+            match temporal_codec_proxy::open_files::raise_to_hard_limit() {
+                Ok(limits) => tracing::info!(
+                    soft_before = limits.soft_before,
+                    soft = limits.soft,
+                    hard = limits.hard,
+                    "open-file limit"
+                ),
+                Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+            }
             let runtime = match build_runtime() {
                 Ok(runtime) => runtime,
                 Err(error) => return fail(&error),

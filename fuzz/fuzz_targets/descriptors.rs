@@ -11,7 +11,9 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorSet, MethodDescriptorProto};
-use temporal_codec_proxy::payload::schema::{COMPILED_IN_DESCRIPTORS, Schema};
+use temporal_codec_proxy::payload::schema::{COMPILED_IN_DESCRIPTORS, FieldClass, Schema};
+use temporal_codec_proxy::payload::view::{PayloadView, holds_payload};
+use temporal_codec_proxy::payload::{PayloadTransformer, WalkError, rewrite};
 
 static COMPILED_IN: LazyLock<FileDescriptorSet> =
     LazyLock::new(|| FileDescriptorSet::decode(COMPILED_IN_DESCRIPTORS).expect("the compiled-in set decodes"));
@@ -39,15 +41,45 @@ fuzz_target!(|data: &[u8]| {
     let Ok(schema) = Schema::from_descriptors(&set, "fuzzed descriptors".into()) else {
         return;
     };
-    let schema: &'static Schema = Box::leak(Box::new(schema));
-    let codec = temporal_codec_proxy_fuzz::codec().with_schema(schema);
     let Some(selector) = message.first() else {
         return;
     };
     let message_type = u16::from(*selector) % schema.messages().len() as u16;
-    let _ = codec.decode(message_type, &message[1..]);
-    let _ = codec.encode(message_type, &message[1..]);
+    for strict in [false, true] {
+        let _ = rewrite(&schema, &message[1..], message_type, &mut Copier { strict });
+    }
 });
+
+/// Copies every payload, as a codec would rewrite it; `strict` refuses what a request
+/// refuses (unknown `Any` types and envelopes, unknown fields holding payloads).
+struct Copier {
+    strict: bool,
+}
+
+impl PayloadTransformer for Copier {
+    fn enters(&self, _class: FieldClass) -> bool {
+        true
+    }
+
+    fn transform(&mut self, payload: &[u8], _view: &PayloadView<'_>, out: &mut Vec<u8>) -> Result<bool, WalkError> {
+        out.extend_from_slice(payload);
+        Ok(false)
+    }
+
+    fn opaque(&self, what: String) -> Result<(), WalkError> {
+        if self.strict { Err(WalkError::Opaque(what)) } else { Ok(()) }
+    }
+
+    fn unknown_field(&mut self, message: &str, number: u32, content: &[u8]) -> Result<(), WalkError> {
+        if self.strict && holds_payload(content) {
+            return Err(WalkError::UnknownPayloadField {
+                message: message.to_owned(),
+                field: number,
+            });
+        }
+        Ok(())
+    }
+}
 
 fn apply(set: &mut FileDescriptorSet, edit: &[u8]) {
     let [operation, selector, number, type_selector] = [edit[0], edit[1], edit[2], edit[3]];

@@ -39,6 +39,13 @@ impl ProxyProcess {
         Self::spawn(taskset, upstream, key, &[])
     }
 
+    /// As [`ProxyProcess::start`], started by `prlimit` with these open-file limits.
+    pub fn start_with_open_file_limits(upstream: &str, key: &[u8; 32], soft: u64, hard: u64) -> Self {
+        let mut prlimit = Command::new("prlimit");
+        prlimit.arg(format!("--nofile={soft}:{hard}")).arg(PROXY_BIN);
+        Self::spawn(prlimit, upstream, key, &[])
+    }
+
     fn spawn(mut command: Command, upstream: &str, key: &[u8; 32], extra_args: &[&str]) -> Self {
         let key_flag = format!("ops=base64:{}", base64::engine::general_purpose::STANDARD.encode(key));
         let mut child = command
@@ -592,4 +599,26 @@ async fn calls_are_spread_over_the_configured_number_of_upstream_connections() {
         let message = String::from_utf8_lossy(&refused.stderr);
         assert!(message.contains("--upstream-connections"), "{message}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soft_open_file_limit_is_raised_to_the_hard_one_and_logged() {
+    let proxy = ProxyProcess::start_with_open_file_limits(&dev_server().address, &random_key(), 256, 4096);
+    let logged = proxy.wait_for_log("open-file limit");
+    assert_eq!(
+        (
+            logged["soft_before"].as_u64(),
+            logged["soft"].as_u64(),
+            logged["hard"].as_u64()
+        ),
+        (Some(256), Some(4096), Some(4096)),
+        "{logged}"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", proxy.child.id())).unwrap();
+    let open_files = limits.lines().find(|line| line.starts_with("Max open files")).unwrap();
+    assert_eq!(
+        open_files.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["4096", "4096"],
+        "{open_files}"
+    );
 }
