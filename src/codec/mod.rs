@@ -287,26 +287,7 @@ impl Codec {
         if let EncryptionKey::Kms(leased) = key {
             leased.record_use(encryptor.payloads, encryptor.bytes);
         }
-        self.stats
-            .payloads_encrypted
-            .fetch_add(encryptor.payloads, Ordering::Relaxed);
-        self.stats
-            .plaintext_bytes_encrypted
-            .fetch_add(encryptor.bytes, Ordering::Relaxed);
-        if encryptor.unknown_fields > 0 {
-            self.stats
-                .unknown_fields
-                .fetch_add(encryptor.unknown_fields, Ordering::Relaxed);
-        }
-        if encryptor.encrypted_again > 0 {
-            self.stats
-                .payloads_encrypted_again
-                .fetch_add(encryptor.encrypted_again, Ordering::Relaxed);
-            tracing::debug!(
-                payloads = encryptor.encrypted_again,
-                "encrypted payloads labelled binary/encrypted that no held key authenticates"
-            );
-        }
+        self.record_encryption(&encryptor);
         Ok(out)
     }
 
@@ -349,6 +330,26 @@ impl Codec {
             .collect();
         self.record_decryption(&decryptor, result.as_ref().err());
         result
+    }
+
+    fn record_encryption(&self, encryptor: &Encryptor<'_>) {
+        let stats = &self.stats;
+        for (counter, value) in [
+            (&stats.payloads_encrypted, encryptor.payloads),
+            (&stats.plaintext_bytes_encrypted, encryptor.bytes),
+            (&stats.unknown_fields, encryptor.unknown_fields),
+            (&stats.payloads_encrypted_again, encryptor.encrypted_again),
+        ] {
+            if value > 0 {
+                counter.fetch_add(value, Ordering::Relaxed);
+            }
+        }
+        if encryptor.encrypted_again > 0 {
+            tracing::debug!(
+                payloads = encryptor.encrypted_again,
+                "encrypted payloads labelled binary/encrypted that no held key authenticates"
+            );
+        }
     }
 
     fn record_decryption(&self, decryptor: &Decryptor<'_>, error: Option<&WalkError>) {

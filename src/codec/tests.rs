@@ -6,13 +6,20 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use prost::Message as _;
 use serde_json::Value;
-use temporalio_protos::temporal::api::common::v1::Payload;
+use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
 use zeroize::Zeroizing;
 
 use super::samples_format::{TAG_LEN, encrypt_payload_with_nonce};
 use super::*;
 use crate::payload::schema::Schema;
-use temporalio_protos::temporal::api::common::v1::Payloads;
+
+fn payload_type() -> MessageIndex {
+    Schema::compiled_in().payload_type
+}
+
+fn payloads_type() -> MessageIndex {
+    Schema::compiled_in().payloads_type
+}
 
 fn vectors() -> Value {
     serde_json::from_str(include_str!("../../tests/fixtures/samples-codec-vectors.json")).unwrap()
@@ -48,7 +55,7 @@ fn decrypts_every_vector_made_by_the_sample_codec() {
         let expected = STANDARD
             .decode(case["plaintext_serialized_base64"].as_str().unwrap())
             .unwrap();
-        let decrypted = codec.decode(Schema::compiled_in().payload_type, &encrypted).unwrap();
+        let decrypted = codec.decode(payload_type(), &encrypted).unwrap();
         assert_eq!(decrypted, expected, "{}", case["name"]);
         assert_eq!(
             Payload::decode(decrypted.as_slice()).unwrap(),
@@ -67,10 +74,7 @@ fn known_answer_vectors_decrypt_and_encrypt_to_the_exact_bytes() {
     for kat in kats {
         let plaintext = hex::decode(kat["plaintext_serialized_hex"].as_str().unwrap()).unwrap();
         let encrypted = payload_bytes(&kat["encrypted"]);
-        assert_eq!(
-            codec.decode(Schema::compiled_in().payload_type, &encrypted).unwrap(),
-            plaintext
-        );
+        assert_eq!(codec.decode(payload_type(), &encrypted).unwrap(), plaintext);
 
         let nonce: [u8; 12] = hex::decode(kat["nonce_hex"].as_str().unwrap())
             .unwrap()
@@ -98,13 +102,7 @@ fn what_we_encrypt_decrypts_with_an_independent_aes_gcm() {
     let codec = sample_codec();
     for case in vectors["sample_codec_cases"].as_array().unwrap() {
         let plaintext = payload_bytes(&case["plaintext"]);
-        let encrypted = Payload::decode(
-            codec
-                .encode(Schema::compiled_in().payload_type, &plaintext)
-                .unwrap()
-                .as_slice(),
-        )
-        .unwrap();
+        let encrypted = Payload::decode(codec.encode(payload_type(), &plaintext).unwrap().as_slice()).unwrap();
         assert_eq!(encrypted.metadata["encoding"], b"binary/encrypted");
         assert_eq!(encrypted.metadata["encryption-key-id"], b"test-key-id");
         assert_eq!(encrypted.data.len(), 12 + plaintext.len() + TAG_LEN);
@@ -119,20 +117,8 @@ fn what_we_encrypt_decrypts_with_an_independent_aes_gcm() {
 fn nonces_differ_between_encryptions() {
     let codec = sample_codec();
     let plaintext = payload_bytes(&vectors()["sample_codec_cases"][0]["plaintext"]);
-    let first = Payload::decode(
-        codec
-            .encode(Schema::compiled_in().payload_type, &plaintext)
-            .unwrap()
-            .as_slice(),
-    )
-    .unwrap();
-    let second = Payload::decode(
-        codec
-            .encode(Schema::compiled_in().payload_type, &plaintext)
-            .unwrap()
-            .as_slice(),
-    )
-    .unwrap();
+    let first = Payload::decode(codec.encode(payload_type(), &plaintext).unwrap().as_slice()).unwrap();
+    let second = Payload::decode(codec.encode(payload_type(), &plaintext).unwrap().as_slice()).unwrap();
     assert_ne!(first.data[..12], second.data[..12]);
 }
 
@@ -146,13 +132,8 @@ fn nonces_never_repeat_across_draws_and_threads() {
         std::thread::spawn(move || {
             (0..500)
                 .map(|_| {
-                    let encrypted = Payload::decode(
-                        codec
-                            .encode(Schema::compiled_in().payload_type, &plaintext)
-                            .unwrap()
-                            .as_slice(),
-                    )
-                    .unwrap();
+                    let encrypted =
+                        Payload::decode(codec.encode(payload_type(), &plaintext).unwrap().as_slice()).unwrap();
                     encrypted.data[..12].to_vec()
                 })
                 .collect::<Vec<_>>()
@@ -177,31 +158,19 @@ fn json_payload(text: &str) -> Vec<u8> {
 fn payloads_under_unknown_keys_pass_through_and_are_counted() {
     let writer = codec_with(&[("other-team", &[7u8; 32])]);
     let reader = codec_with(&[("ours", &[9u8; 32])]);
-    let foreign = writer
-        .encode(Schema::compiled_in().payload_type, &json_payload("\"x\""))
-        .unwrap();
-    assert_eq!(
-        reader.decode(Schema::compiled_in().payload_type, &foreign).unwrap(),
-        foreign
-    );
+    let foreign = writer.encode(payload_type(), &json_payload("\"x\"")).unwrap();
+    assert_eq!(reader.decode(payload_type(), &foreign).unwrap(), foreign);
     assert_eq!(reader.stats().payloads_unknown_key.load(Ordering::Relaxed), 1);
 }
 
 #[test]
 fn tampered_ciphertext_under_a_held_key_fails_naming_the_key() {
     let codec = codec_with(&[("prod-2026", &[5u8; 32])]);
-    let mut encrypted = Payload::decode(
-        codec
-            .encode(Schema::compiled_in().payload_type, &json_payload("\"x\""))
-            .unwrap()
-            .as_slice(),
-    )
-    .unwrap();
+    let mut encrypted =
+        Payload::decode(codec.encode(payload_type(), &json_payload("\"x\"")).unwrap().as_slice()).unwrap();
     let last = encrypted.data.len() - 1;
     encrypted.data[last] ^= 1;
-    let error = codec
-        .decode(Schema::compiled_in().payload_type, &encrypted.encode_to_vec())
-        .unwrap_err();
+    let error = codec.decode(payload_type(), &encrypted.encode_to_vec()).unwrap_err();
     assert!(
         matches!(&error, WalkError::Authentication { key_id } if key_id == "prod-2026"),
         "{error}"
@@ -209,7 +178,7 @@ fn tampered_ciphertext_under_a_held_key_fails_naming_the_key() {
     assert!(error.to_string().contains("prod-2026"));
     encrypted.data.truncate(10);
     assert!(matches!(
-        codec.decode(Schema::compiled_in().payload_type, &encrypted.encode_to_vec()),
+        codec.decode(payload_type(), &encrypted.encode_to_vec()),
         Err(WalkError::Authentication { .. })
     ));
 }
@@ -219,28 +188,17 @@ fn rotation_keeps_old_payloads_readable_and_encrypts_with_the_first_key() {
     let old = codec_with(&[("2025", &[1u8; 32])]);
     let rotated = codec_with(&[("2026", &[2u8; 32]), ("2025", &[1u8; 32])]);
     let plaintext = json_payload("\"history\"");
-    let under_old = old.encode(Schema::compiled_in().payload_type, &plaintext).unwrap();
-    assert_eq!(
-        rotated.decode(Schema::compiled_in().payload_type, &under_old).unwrap(),
-        plaintext
-    );
-    let under_new = Payload::decode(
-        rotated
-            .encode(Schema::compiled_in().payload_type, &plaintext)
-            .unwrap()
-            .as_slice(),
-    )
-    .unwrap();
+    let under_old = old.encode(payload_type(), &plaintext).unwrap();
+    assert_eq!(rotated.decode(payload_type(), &under_old).unwrap(), plaintext);
+    let under_new = Payload::decode(rotated.encode(payload_type(), &plaintext).unwrap().as_slice()).unwrap();
     assert_eq!(under_new.metadata["encryption-key-id"], b"2026");
 }
 
 #[test]
 fn never_encrypts_twice_and_leaves_empty_metadata_alone_only_in_answers_to_nexus_tasks() {
     let codec = sample_codec();
-    let once = codec
-        .encode(Schema::compiled_in().payload_type, &json_payload("\"x\""))
-        .unwrap();
-    assert_eq!(codec.encode(Schema::compiled_in().payload_type, &once).unwrap(), once);
+    let once = codec.encode(payload_type(), &json_payload("\"x\"")).unwrap();
+    assert_eq!(codec.encode(payload_type(), &once).unwrap(), once);
     let bare = Payload {
         data: b"server-made".to_vec(),
         ..Default::default()
@@ -275,7 +233,7 @@ fn never_encrypts_twice_and_leaves_empty_metadata_alone_only_in_answers_to_nexus
         .unwrap();
     assert_eq!(codec.encode(answer_type, &answer).unwrap(), answer);
     let plain = json_payload("\"plain\"");
-    assert_eq!(codec.decode(Schema::compiled_in().payload_type, &plain).unwrap(), plain);
+    assert_eq!(codec.decode(payload_type(), &plain).unwrap(), plain);
 }
 
 #[test]
@@ -284,30 +242,16 @@ fn external_payload_references_stay_visible_on_the_wrapper() {
     let mut payload = Payload::decode(json_payload("\"x\"").as_slice()).unwrap();
     payload.external_payloads.push(Default::default());
     let original = payload.encode_to_vec();
-    let wrapper = Payload::decode(
-        codec
-            .encode(Schema::compiled_in().payload_type, &original)
-            .unwrap()
-            .as_slice(),
-    )
-    .unwrap();
+    let wrapper = Payload::decode(codec.encode(payload_type(), &original).unwrap().as_slice()).unwrap();
     assert_eq!(wrapper.external_payloads.len(), 1);
     assert_eq!(
-        codec
-            .decode(Schema::compiled_in().payload_type, &wrapper.encode_to_vec())
-            .unwrap(),
+        codec.decode(payload_type(), &wrapper.encode_to_vec()).unwrap(),
         original
     );
 }
 
 fn encrypted_with(codec: &Codec, payload: &[u8]) -> Payload {
-    Payload::decode(
-        codec
-            .encode(Schema::compiled_in().payload_type, payload)
-            .unwrap()
-            .as_slice(),
-    )
-    .unwrap()
+    Payload::decode(codec.encode(payload_type(), payload).unwrap().as_slice()).unwrap()
 }
 
 #[test]
@@ -324,12 +268,7 @@ fn decoding_decoded_payloads_matches_decoding_the_serialized_message() {
         payloads: payloads.clone(),
     }
     .encode_to_vec();
-    let expected = Payloads::decode(
-        ours.decode(Schema::compiled_in().payloads_type, &serialized)
-            .unwrap()
-            .as_slice(),
-    )
-    .unwrap();
+    let expected = Payloads::decode(ours.decode(payloads_type(), &serialized).unwrap().as_slice()).unwrap();
     let decoded = ours.decode_payloads(&ResolvedKeys::new(), payloads).unwrap();
     assert_eq!(decoded, expected.payloads);
     assert_eq!(decoded[0].data, b"\"first\"");

@@ -13,13 +13,11 @@ use temporal_codec_proxy::payload::schema::Schema;
 use temporal_codec_proxy::payload::walker::REQUEST_MAX_DEPTH;
 use temporal_codec_proxy::proxy::grpc_frame::encode_frame;
 use temporalio_protos::google::rpc::Status as RpcStatus;
-use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution};
+use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
-use temporalio_protos::temporal::api::workflowservice::v1::{
-    DescribeWorkflowExecutionRequest, GetSystemInfoRequest, PollWorkflowTaskQueueRequest,
-};
+use temporalio_protos::temporal::api::workflowservice::v1::{GetSystemInfoRequest, PollWorkflowTaskQueueRequest};
 use tonic::Code;
 use zeroize::Zeroizing;
 
@@ -28,32 +26,15 @@ use crate::faults::{client, json_payload, start_request};
 use crate::forwarding::call_with_body;
 use crate::operations::ProxyProcess;
 use crate::relay::Relay;
-use crate::support::{FAULTS_NAMESPACE, TestProxy, dev_server, random_key, started_input, unique, workflow_started};
+use crate::support::{
+    FAULTS_NAMESPACE, TestProxy, dev_server, random_key, reached_the_server, started_input, unique, workflow_started,
+};
 
 const START_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
 const QUERY_WORKFLOW: &str = "/temporal.api.workflowservice.v1.WorkflowService/QueryWorkflow";
 /// A method a newer Temporal API might add, with a request that carries a payload.
 const NEW_METHOD: &str = "/temporal.api.workflowservice.v1.WorkflowService/NoSuchMethod";
 const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
-
-/// Whether workflow `workflow_id` exists, asked of the server directly.
-async fn reached_the_server(workflow_id: &str) -> bool {
-    let described = client(&dev_server().address)
-        .await
-        .describe_workflow_execution(DescribeWorkflowExecutionRequest {
-            namespace: FAULTS_NAMESPACE.into(),
-            execution: Some(WorkflowExecution {
-                workflow_id: workflow_id.into(),
-                run_id: String::new(),
-            }),
-        })
-        .await;
-    match described {
-        Ok(_) => true,
-        Err(status) if status.code() == Code::NotFound => false,
-        Err(status) => panic!("describing {workflow_id}: {status:?}"),
-    }
-}
 
 /// Both listeners of `proxy` still answer: the process did not die.
 async fn still_serving(proxy: &mut ProxyProcess) {

@@ -19,8 +19,10 @@ use temporalio_protos::temporal::api::common::v1::{Payload, WorkflowExecution};
 use temporalio_protos::temporal::api::history::v1::History;
 use temporalio_protos::temporal::api::history::v1::WorkflowExecutionStartedEventAttributes;
 use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
-use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
 use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
+use temporalio_protos::temporal::api::workflowservice::v1::{
+    DescribeWorkflowExecutionRequest, GetWorkflowExecutionHistoryRequest,
+};
 use zeroize::Zeroizing;
 
 /// The namespace the fault tests write deliberately bad data to, so the
@@ -496,4 +498,23 @@ pub async fn raw_h2_call(address: &str, path: &str) -> (h2::client::ResponseFutu
         .body(())
         .unwrap();
     sender.send_request(request, false).unwrap()
+}
+
+/// Whether workflow `workflow_id` exists, asked of the server directly.
+pub async fn reached_the_server(workflow_id: &str) -> bool {
+    let described = crate::faults::client(&dev_server().address)
+        .await
+        .describe_workflow_execution(DescribeWorkflowExecutionRequest {
+            namespace: FAULTS_NAMESPACE.into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: workflow_id.into(),
+                run_id: String::new(),
+            }),
+        })
+        .await;
+    match described {
+        Ok(_) => true,
+        Err(status) if status.code() == tonic::Code::NotFound => false,
+        Err(status) => panic!("describing {workflow_id}: {status:?}"),
+    }
 }

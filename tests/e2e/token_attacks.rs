@@ -9,15 +9,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
-use temporalio_protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionRequest;
 use tonic::Code;
 
 use crate::faults::{client, json_payload, start_request};
 use crate::identity::{AUDIENCE, ISSUER, IdentityProvider, RsaSigner, sign_hs256};
 use crate::operations::ProxyProcess;
 use crate::support::{
-    FAULTS_NAMESPACE, dev_server, free_port, last_json_line, random_key, repo_root, run_program, unique,
+    FAULTS_NAMESPACE, dev_server, free_port, last_json_line, random_key, reached_the_server, repo_root, run_program,
+    unique,
 };
 
 const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
@@ -123,25 +122,6 @@ impl Listeners {
             .start_workflow_execution(request)
             .await
             .map(drop)
-    }
-}
-
-/// Whether workflow `workflow_id` exists, asked of the server directly.
-async fn reached_the_server(workflow_id: &str) -> bool {
-    let described = client(&dev_server().address)
-        .await
-        .describe_workflow_execution(DescribeWorkflowExecutionRequest {
-            namespace: FAULTS_NAMESPACE.into(),
-            execution: Some(WorkflowExecution {
-                workflow_id: workflow_id.into(),
-                run_id: String::new(),
-            }),
-        })
-        .await;
-    match described {
-        Ok(_) => true,
-        Err(status) if status.code() == Code::NotFound => false,
-        Err(status) => panic!("describing {workflow_id}: {status:?}"),
     }
 }
 

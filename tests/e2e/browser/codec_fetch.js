@@ -7,18 +7,7 @@ const http = require('node:http');
 const { parseArgs } = require('node:util');
 const { chromium } = require('playwright-core');
 
-const CHROMIUM_PATH = '/usr/bin/chromium';
-// The same flags as ui_decode.js: a closed network, and root needs --no-sandbox.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+const { CHROMIUM_PATH, CHROMIUM_ARGS } = require('./chromium');
 const TIMEOUT_MS = 60000;
 
 function usage(message) {

@@ -6,19 +6,7 @@ const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { chromium } = require('playwright-core');
 
-const CHROMIUM_PATH = '/usr/bin/chromium';
-// Without the background-networking flags Chromium keeps dialling Google services, which a
-// closed network refuses; root needs --no-sandbox. Playwright adds a fresh --user-data-dir.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+const { CHROMIUM_PATH, CHROMIUM_ARGS } = require('./chromium');
 const CODEC_ERROR_TEXT = 'Codec Server could not connect';
 const POLL_INTERVAL_MS = 250;
 // Time kept back from --timeout-ms so the failure screenshot and browser shutdown still fit.
