@@ -317,6 +317,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
     pub codec_max_body_bytes: usize,
 
+    /// How long a codec-server request body may take to arrive once its head has; a body
+    /// that trickles in or stops gets 408 and its connection is closed.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub codec_body_timeout: Duration,
+
     /// How codec-server callers are authenticated. `none` is refused on a non-loopback
     /// address unless --codec-allow-unauthenticated-decryption is given.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_AUTH", value_enum, default_value_t = CodecAuth::None)]
@@ -549,6 +554,7 @@ impl ServeArgs {
         Ok(CodecServerSettings {
             cors_origins,
             max_body_bytes: self.codec_max_body_bytes,
+            body_timeout: self.codec_body_timeout,
             authenticator: self.authenticator()?.map(Arc::new),
             tls,
         })

@@ -23,6 +23,8 @@ use crate::payload::WalkError;
 pub struct ApiState {
     pub codec: Arc<Codec>,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive once its head has.
+    pub body_timeout: std::time::Duration,
     /// `None`: every caller may decrypt (loopback or otherwise guarded deployments).
     pub authenticator: Option<Arc<Authenticator>>,
 }
@@ -85,7 +87,7 @@ async fn handle(state: &ApiState, operation: Operation, request: Request) -> Res
             .await
             .map_err(auth_error)?,
     };
-    let body = read_body(body, state.max_body_bytes).await?;
+    let body = read_body(body, state.max_body_bytes, state.body_timeout).await?;
     json_nesting::check(&body, MAX_JSON_NESTING).map_err(|error| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -186,8 +188,16 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
+async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -> Result<bytes::Bytes, ApiError> {
+    // A body that trickles in, or stops, would otherwise hold its connection and buffer for
+    // as long as the client likes; answering closes the connection, as the body is unread.
+    let Ok(collected) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body did not arrive within {timeout:?} (--codec-body-timeout)"),
+        ));
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -40,6 +40,8 @@ pub const DEFAULT_CORS_ORIGINS: &[&str] = &[
 pub struct CodecServerSettings {
     pub cors_origins: Vec<HeaderValue>,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive once its head has.
+    pub body_timeout: Duration,
     pub authenticator: Option<Arc<Authenticator>>,
     /// Serve HTTPS with this configuration; plain HTTP when `None`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -64,6 +66,7 @@ pub fn router(codec: Arc<Codec>, settings: &CodecServerSettings) -> Router {
         .with_state(ApiState {
             codec,
             max_body_bytes: settings.max_body_bytes,
+            body_timeout: settings.body_timeout,
             authenticator: settings.authenticator.clone(),
         })
         .layer(cors)

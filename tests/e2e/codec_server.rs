@@ -280,6 +280,7 @@ async fn codec_server_serves_https_with_the_configured_certificate() {
     let settings = temporal_codec_proxy::codec_server::CodecServerSettings {
         cors_origins: vec![],
         max_body_bytes: 1024 * 1024,
+        body_timeout: Duration::from_secs(30),
         authenticator: None,
         tls: Some(tls),
     };
@@ -353,4 +354,38 @@ async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_stops_arriving_gets_408_and_its_connection_is_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let proxy =
+        crate::operations::ProxyProcess::start(&dev_server().address, &random_key(), &["--codec-body-timeout", "1s"]);
+    let mut stalled = tokio::net::TcpStream::connect(&proxy.codec).await.unwrap();
+    let head = format!(
+        "POST /decode HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"payl",
+        proxy.codec
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut answer))
+        .await
+        .expect("the connection is closed, not left open")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("--codec-body-timeout"), "{answer}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "answered before the timeout"
+    );
+
+    let (status, _) = post_payloads(
+        &format!("http://{}/encode", proxy.codec),
+        "default",
+        &json!({"payloads": []}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "well-behaved requests are still served");
 }

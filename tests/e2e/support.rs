@@ -245,6 +245,7 @@ impl TestProxy {
         let settings = CodecServerSettings {
             cors_origins: vec![HeaderValue::from_str(ui_origin).unwrap()],
             max_body_bytes: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
             authenticator: None,
             tls: None,
         };
@@ -314,6 +315,7 @@ impl TestProxy {
         let settings = CodecServerSettings {
             cors_origins: TEST_CORS_ORIGINS.iter().map(|o| HeaderValue::from_static(o)).collect(),
             max_body_bytes: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
             authenticator,
             tls: None,
         };
