@@ -84,7 +84,6 @@ pub struct Forwarder {
     upstream: UpstreamClient,
     upstream_name: String,
     max_message_bytes: usize,
-    status_type: MessageIndex,
     metrics: Arc<Metrics>,
     credentials: UpstreamCredentials,
     callers: CallerPolicy,
@@ -107,7 +106,6 @@ impl Forwarder {
             credentials: UpstreamCredentials::default(),
             callers: CallerPolicy::default(),
             methods: MethodPolicy::default(),
-            status_type: codec.schema().status_type,
             codec,
         }
     }
@@ -400,17 +398,18 @@ impl Forwarder {
                 "the server answered {code:?} ({message}), but its status details could not be decoded: {reason}"
             ))
         };
+        let status_type = self.codec.schema().status_type;
         let details = BASE64_ANY_PADDING
             .decode(value.as_bytes())
             .map_err(|error| undecodable(format!("not base64: {error}")))?;
         let resolved = self
             .codec
-            .decryption_keys(self.status_type, &details)
+            .decryption_keys(status_type, &details)
             .await
             .map_err(|error| undecodable(error.to_string()))?;
         let decoded = self
             .codec
-            .decode_with(&resolved, self.status_type, &details)
+            .decode_with(&resolved, status_type, &details)
             .map_err(|error| undecodable(error.to_string()))?;
         if decoded != details {
             let value = HeaderValue::from_str(&STANDARD_NO_PAD.encode(decoded))
