@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::codec::Codec;
+use crate::proxy::budget::MemoryBudget;
 use crate::proxy::upstream::UpstreamClient;
-use crate::running_server::RunningServer;
+use crate::running_server::{ConnectionCap, Refusal, RunningServer};
 use crate::telemetry::Metrics;
 
 /// The service the upstream health check asks about.
@@ -20,6 +21,9 @@ const FRONTEND_SERVICE: &str = "temporal.api.workflowservice.v1.WorkflowService"
 const HEALTH_CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
 /// How long `/readyz` waits for the upstream's answer; Kubernetes probes time out at 1 s by default.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_millis(900);
+/// Connections the admin listener serves at once: probes and scrapes, kept apart from the
+/// other listeners' caps so that they answer while those are full.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone)]
@@ -27,6 +31,7 @@ struct AdminState {
     metrics: Arc<Metrics>,
     codec: Arc<Codec>,
     upstream: UpstreamClient,
+    budget: Arc<MemoryBudget>,
 }
 
 /// `grpc.health.v1.HealthCheckRequest`.
@@ -46,7 +51,7 @@ struct HealthCheckResponse {
 const SERVING: i32 = 1;
 
 /// The admin routes: `/metrics`, `/healthz`, `/readyz`.
-pub fn router(metrics: Arc<Metrics>, codec: Arc<Codec>, upstream: UpstreamClient) -> Router {
+pub fn router(metrics: Arc<Metrics>, codec: Arc<Codec>, upstream: UpstreamClient, budget: Arc<MemoryBudget>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -55,12 +60,19 @@ pub fn router(metrics: Arc<Metrics>, codec: Arc<Codec>, upstream: UpstreamClient
             metrics,
             codec,
             upstream,
+            budget,
         })
 }
 
 /// Serves the admin routes over plain HTTP on `listen`.
 pub async fn start(listen: SocketAddr, router: Router) -> std::io::Result<RunningServer> {
-    crate::codec_server::start(listen, router, None).await
+    let cap = ConnectionCap::new(
+        "admin",
+        "a fixed limit for probes and scrapes",
+        ADMIN_MAX_CONNECTIONS,
+        Refusal::Http1Unavailable,
+    );
+    crate::codec_server::start(listen, router, None, cap).await
 }
 
 async fn metrics_text(State(state): State<AdminState>) -> Response {
@@ -71,8 +83,18 @@ async fn metrics_text(State(state): State<AdminState>) -> Response {
         .into_response()
 }
 
-/// Ready when a key to encrypt with is loaded and the upstream frontend says it is serving.
+/// Ready when a key to encrypt with is loaded, the memory budget has room, and the upstream
+/// frontend says it is serving.
 async fn readiness(State(state): State<AdminState>) -> Response {
+    if state.budget.is_exhausted() {
+        let message = format!(
+            "not ready: {} of {} bytes of messages buffered (--max-buffered-bytes), {} calls waiting\n",
+            state.budget.used(),
+            state.budget.limit(),
+            state.budget.waiting()
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    }
     let keys_loaded = state.codec.keyring().active().is_some() || state.codec.kms().is_some();
     if !keys_loaded {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: no encryption key loaded\n").into_response();

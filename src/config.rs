@@ -17,6 +17,7 @@ use crate::codec::EncryptionPolicy;
 use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS, tls};
 use crate::keys::kms::{DataKeyLimits, KmsKeySelector, KmsSettings, MAX_PAYLOADS_PER_DATA_KEY};
 use crate::payload::schema::Schema;
+use crate::proxy::budget::MemoryBudget;
 use crate::proxy::forward::{CallerPolicy, UpstreamCredentials};
 use crate::proxy::method_policy::UnknownMethods;
 use crate::proxy::upstream::{UpstreamSettings, UpstreamTls};
@@ -259,6 +260,38 @@ pub struct ServeArgs {
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES, value_parser = parse_message_limit, value_name = "BYTES")]
     pub max_message_bytes: usize,
 
+    /// Total bytes of messages the gRPC listener holds in memory at once to rewrite their
+    /// payloads, across all calls; about a third of the container's memory limit is a good
+    /// size. A call that would pass it waits up to --buffer-wait, then fails with
+    /// RESOURCE_EXHAUSTED. Calls whose messages are under 64 KiB are never refused for it.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_MAX_BUFFERED_BYTES", default_value_t = crate::proxy::forward::DEFAULT_MAX_BUFFERED_BYTES, value_name = "BYTES")]
+    pub max_buffered_bytes: usize,
+
+    /// How long a call waits for room under --max-buffered-bytes before it fails.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_BUFFER_WAIT", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub buffer_wait: Duration,
+
+    /// Connections the gRPC listener serves at once; one more gets an HTTP/2 GOAWAY naming
+    /// this limit and is closed. Default: what the open-file limit leaves after the codec
+    /// server's and the admin listener's connections and a reserve for upstream and KMS.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_MAX_CONNECTIONS", value_name = "COUNT")]
+    pub max_connections: Option<usize>,
+
+    /// Concurrent calls (HTTP/2 streams) one gRPC connection may carry; the listener
+    /// advertises it in its SETTINGS, so clients queue or open another connection.
+    #[arg(
+        long,
+        env = "TEMPORAL_CODEC_PROXY_MAX_CONCURRENT_STREAMS",
+        default_value_t = 1024,
+        value_name = "COUNT"
+    )]
+    pub max_concurrent_streams: u32,
+
+    /// How long a gRPC request body may take to arrive once its headers have; a call whose
+    /// body stops arriving fails with DEADLINE_EXCEEDED and gives back what it held.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_REQUEST_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub request_body_timeout: Duration,
+
     /// Encrypt header payloads (`Header.fields`, which may carry propagated context).
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_ENCRYPT_HEADERS", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub encrypt_headers: bool,
@@ -316,6 +349,15 @@ pub struct ServeArgs {
     /// Largest request body the codec server reads, in bytes.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
     pub codec_max_body_bytes: usize,
+
+    /// Connections the codec server serves at once; one more gets `503` naming this limit.
+    #[arg(
+        long,
+        env = "TEMPORAL_CODEC_PROXY_CODEC_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_name = "COUNT"
+    )]
+    pub codec_max_connections: usize,
 
     /// How long a codec-server request body may take to arrive once its head has; a body
     /// that trickles in or stops gets 408 and its connection is closed.
@@ -606,6 +648,42 @@ impl ServeArgs {
 
     /// The gRPC listener's TLS and caller policy, refusing an unauthenticated listener on a
     /// non-loopback address.
+    /// The connection caps of the gRPC listener and the codec server, within `open_files`
+    /// file descriptors; the second value says why the gRPC cap is lower than asked, if it is.
+    pub fn connection_limits(&self, open_files: u64) -> (ConnectionLimits, Option<String>) {
+        let open_files = usize::try_from(open_files).unwrap_or(usize::MAX);
+        let for_grpc = open_files
+            .saturating_sub(
+                RESERVED_FILE_DESCRIPTORS + crate::admin::ADMIN_MAX_CONNECTIONS + self.codec_max_connections,
+            )
+            .max(MIN_GRPC_CONNECTIONS);
+        let limits = ConnectionLimits {
+            grpc: self.max_connections.map_or(for_grpc, |asked| asked.min(for_grpc)),
+            codec: self.codec_max_connections,
+        };
+        let lowered = self.max_connections.filter(|&asked| asked > for_grpc).map(|asked| {
+            format!(
+                "--max-connections {asked} lowered to {for_grpc}: the open-file limit is {open_files}, of which \
+                 {} are kept for the codec server, the admin listener, upstream and KMS",
+                open_files.saturating_sub(for_grpc)
+            )
+        });
+        (limits, lowered)
+    }
+
+    /// The memory budget for buffered messages; it must hold at least one message of the
+    /// largest size the proxy accepts.
+    pub fn memory_budget(&self) -> Result<Arc<MemoryBudget>, String> {
+        if self.max_buffered_bytes < self.max_message_bytes {
+            return Err(format!(
+                "--max-buffered-bytes {} is smaller than --max-message-bytes {}: a message of the \
+                 largest size accepted could never be buffered",
+                self.max_buffered_bytes, self.max_message_bytes
+            ));
+        }
+        Ok(MemoryBudget::new(self.max_buffered_bytes, self.buffer_wait))
+    }
+
     pub fn grpc_listener(&self) -> Result<(Option<Arc<rustls::ServerConfig>>, CallerPolicy), String> {
         let authenticated = self.listen_client_ca.is_some() || self.listen_auth == CodecAuth::Jwt;
         if !authenticated && !self.listen.ip().is_loopback() && !self.listen_allow_unauthenticated_plaintext {
@@ -760,6 +838,19 @@ impl ServeArgs {
 
 /// Parses `30s`, `500ms`, `2m` or a bare number of seconds.
 /// A message limit a gRPC frame can carry: its length prefix is 32 bits.
+/// File descriptors kept back from the listeners' caps: upstream and KMS connections, the
+/// descriptors file, TLS files being reloaded.
+const RESERVED_FILE_DESCRIPTORS: usize = 256;
+/// The gRPC listener's cap is never derived below this, however low the open-file limit.
+const MIN_GRPC_CONNECTIONS: usize = 64;
+
+/// How many connections each listener serves at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub grpc: usize,
+    pub codec: usize,
+}
+
 fn parse_message_limit(text: &str) -> Result<usize, String> {
     let limit: u64 = text.parse().map_err(|_| format!("{text:?} is not a number of bytes"))?;
     if limit == 0 || limit > u64::from(u32::MAX) {

@@ -10,6 +10,7 @@ use temporal_codec_proxy::codec::{Codec, Keyring};
 use temporal_codec_proxy::config::{Cli, Command, ServeArgs, describe_effective};
 use temporal_codec_proxy::config_file::{self, WithFile};
 use temporal_codec_proxy::keys::kms::KmsKeys;
+use temporal_codec_proxy::running_server::{ConnectionCap, Refusal};
 use temporal_codec_proxy::telemetry::{self, Metrics};
 use temporal_codec_proxy::{admin, codec_server, keys, proxy};
 
@@ -48,20 +49,26 @@ fn main() -> ExitCode {
         },
         Command::Serve(args) => {
             telemetry::init_logging(&args.log, args.log_format);
-            match temporal_codec_proxy::open_files::raise_to_hard_limit() {
-                Ok(limits) => tracing::info!(
-                    soft_before = limits.soft_before,
-                    soft = limits.soft,
-                    hard = limits.hard,
-                    "open-file limit"
-                ),
-                Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
-            }
+            let open_files = match temporal_codec_proxy::open_files::raise_to_hard_limit() {
+                Ok(limits) => {
+                    tracing::info!(
+                        soft_before = limits.soft_before,
+                        soft = limits.soft,
+                        hard = limits.hard,
+                        "open-file limit"
+                    );
+                    limits.soft
+                }
+                Err(error) => {
+                    tracing::warn!(%error, fallback = FALLBACK_OPEN_FILES, "could not raise the open-file limit");
+                    FALLBACK_OPEN_FILES
+                }
+            };
             let runtime = match build_runtime() {
                 Ok(runtime) => runtime,
                 Err(error) => return fail(&error),
             };
-            match runtime.block_on(serve(*args)) {
+            match runtime.block_on(serve(*args, open_files)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(&*error),
             }
@@ -73,16 +80,60 @@ fn main() -> ExitCode {
 /// limit, or an affinity mask): the multi-threaded scheduler's hand-offs and wake-ups cost
 /// CPU time there and buy nothing. One worker per CPU otherwise. Large messages go to the
 /// blocking pool either way.
+/// The open-file limit assumed when it cannot be read: Linux's usual default.
+const FALLBACK_OPEN_FILES: u64 = 1024;
+
+unsafe extern "C" {
+    /// mimalloc's `mi_collect`: frees the calling thread's empty pages and returns memory
+    /// whose purge delay has passed to the system.
+    fn mi_collect(force: bool);
+}
+
+/// The least time between two collections on one runtime thread.
+const COLLECT_INTERVAL: Duration = Duration::from_millis(10);
+/// How often freed memory is handed back whether or not threads park: mimalloc returns
+/// memory to the system only once it has been free for its purge delay, so the collection
+/// a thread makes as it parks right after a spike comes too early for the spike's memory.
+const PURGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Run when a runtime thread runs out of work. mimalloc hands a thread's freed pages back
+/// only when that thread allocates again, so a thread that goes idle after a spike would
+/// keep the spike's memory; collecting as it parks returns it within moments.
+fn return_freed_memory() {
+    thread_local! {
+        static LAST_COLLECTED: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+    }
+    LAST_COLLECTED.with(|last| {
+        let now = std::time::Instant::now();
+        if last.get().is_none_or(|at| now.duration_since(at) >= COLLECT_INTERVAL) {
+            last.set(Some(now));
+            // SAFETY: mi_collect takes no pointers and may be called on any thread at any time.
+            unsafe { mi_collect(false) };
+        }
+    });
+}
+
+/// Collects every `PURGE_INTERVAL` for as long as the runtime runs.
+fn spawn_periodic_memory_return() {
+    tokio::spawn(async {
+        let mut ticks = tokio::time::interval(PURGE_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            // SAFETY: as in `return_freed_memory`.
+            unsafe { mi_collect(false) };
+        }
+    });
+}
+
 fn build_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let (scheduler, runtime) = if cpus == 1 {
-        (
-            "current-thread",
-            tokio::runtime::Builder::new_current_thread().enable_all().build()?,
-        )
+    let (scheduler, mut builder) = if cpus == 1 {
+        ("current-thread", tokio::runtime::Builder::new_current_thread())
     } else {
-        ("multi-thread", tokio::runtime::Runtime::new()?)
+        ("multi-thread", tokio::runtime::Builder::new_multi_thread())
     };
+    let runtime = builder.enable_all().on_thread_park(return_freed_memory).build()?;
     tracing::info!(cpus, scheduler, "started the async runtime");
     Ok(runtime)
 }
@@ -98,8 +149,9 @@ fn check_config(
     if let Ok(schema) = &schema {
         println!("# payload schema: {}", schema.summary());
     }
-    let checks: [(&str, Result<(), String>); 8] = [
+    let checks: [(&str, Result<(), String>); 9] = [
         ("payload schema", schema.map(drop)),
+        ("memory budget", args.memory_budget().map(drop)),
         ("upstream", args.upstream_settings().map(drop)),
         ("upstream credentials", args.upstream_credentials().map(drop)),
         ("gRPC listener", args.grpc_listener().map(drop)),
@@ -141,7 +193,8 @@ fn fail(error: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(args: ServeArgs, open_files: u64) -> Result<(), Box<dyn std::error::Error>> {
+    spawn_periodic_memory_return();
     let schema = args.payload_schema()?;
     tracing::info!(schema = %schema.summary(), "finding payloads by the Temporal API schema");
     let upstream = args.upstream_settings()?;
@@ -149,6 +202,27 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let credentials = args.upstream_credentials()?;
     let (listener_tls, caller_policy) = args.grpc_listener()?;
     let codec_server_settings = args.codec_server()?;
+    let budget = args.memory_budget()?;
+    let (connection_limits, lowered) = args.connection_limits(open_files);
+    if let Some(lowered) = lowered {
+        tracing::warn!("{lowered}");
+    }
+    let grpc_cap = ConnectionCap::new(
+        "gRPC",
+        "--max-connections",
+        connection_limits.grpc,
+        proxy::listener::refusal(listener_tls.is_some()),
+    );
+    let codec_cap = ConnectionCap::new(
+        "codec-server",
+        "--codec-max-connections",
+        connection_limits.codec,
+        if codec_server_settings.tls.is_some() {
+            Refusal::Close
+        } else {
+            Refusal::Http1Unavailable
+        },
+    );
     let kms_settings = args.kms()?;
     let keyring = if args.keys.is_empty() {
         Keyring::empty()
@@ -176,10 +250,17 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let upstream_client = proxy::upstream::connect_lazy(&upstream)?;
-    let metrics = Arc::new(Metrics::new(Arc::clone(&codec)));
+    let mut metrics = Metrics::new(Arc::clone(&codec));
+    metrics.watch_overload(Arc::clone(&budget), vec![Arc::clone(&grpc_cap), Arc::clone(&codec_cap)]);
+    let metrics = Arc::new(metrics);
     let admin_server = admin::start(
         args.admin_listen,
-        admin::router(Arc::clone(&metrics), Arc::clone(&codec), upstream_client.clone()),
+        admin::router(
+            Arc::clone(&metrics),
+            Arc::clone(&codec),
+            upstream_client.clone(),
+            Arc::clone(&budget),
+        ),
     )
     .await
     .map_err(|error| {
@@ -199,23 +280,35 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_credentials(credentials)
         .with_caller_policy(caller_policy)
-        .with_unknown_methods(args.unknown_methods),
+        .with_unknown_methods(args.unknown_methods)
+        .with_budget(budget)
+        .with_request_body_timeout(args.request_body_timeout),
     );
     let listener_uses_tls = listener_tls.is_some();
-    let listener = proxy::start(args.listen, forwarder, listener_tls)
-        .await
-        .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
+    let listener = proxy::start(
+        args.listen,
+        forwarder,
+        listener_tls,
+        Arc::clone(&grpc_cap),
+        args.max_concurrent_streams,
+    )
+    .await
+    .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
     tracing::info!(
         listen = %listener.local_addr(),
         upstream = %upstream_name,
         tls = listener_uses_tls,
         upstream_tls = upstream.tls.is_some(),
+        max_connections = connection_limits.grpc,
+        max_concurrent_streams = args.max_concurrent_streams,
+        max_buffered_bytes = args.max_buffered_bytes,
         "proxying gRPC calls"
     );
     let codec_server = codec_server::start(
         args.codec_listen,
         codec_server::router(codec, &codec_server_settings),
         codec_server_settings.tls.clone(),
+        Arc::clone(&codec_cap),
     )
     .await
     .map_err(|error| format!("cannot listen on {} for the codec server: {error}", args.codec_listen))?;
@@ -223,6 +316,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         listen = %codec_server.local_addr(),
         tls = codec_server_settings.tls.is_some(),
         auth = ?args.codec_auth,
+        max_connections = connection_limits.codec,
         "serving the codec-server API"
     );
     shutdown_signal().await;

@@ -8,10 +8,13 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::codec::Codec;
+use crate::proxy::budget::MemoryBudget;
+use crate::running_server::ConnectionCap;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -115,6 +118,13 @@ impl Metrics {
             added_seconds,
             unknown_methods,
         }
+    }
+
+    /// Reports, at each scrape, how much of `budget` is held and how often calls waited for
+    /// it, and each listener's open and refused connections.
+    pub fn watch_overload(&mut self, budget: Arc<MemoryBudget>, listeners: Vec<Arc<ConnectionCap>>) {
+        self.registry
+            .register_collector(Box::new(OverloadCollector { budget, listeners }));
     }
 
     /// Records one call to a method outside the payload schema.
@@ -252,6 +262,92 @@ impl prometheus_client::collector::Collector for CodecCollector {
         ] {
             let labels = [("cache", cache_name), ("outcome", outcome)];
             ConstCounter::new(value.load(Ordering::Relaxed)).encode(cache.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the memory budget's and the listeners' state at scrape time.
+struct OverloadCollector {
+    budget: Arc<MemoryBudget>,
+    listeners: Vec<Arc<ConnectionCap>>,
+}
+
+impl std::fmt::Debug for OverloadCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OverloadCollector").finish_non_exhaustive()
+    }
+}
+
+impl prometheus_client::collector::Collector for OverloadCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let budget = &self.budget;
+        let gauges = [
+            (
+                "buffered_bytes",
+                "Bytes of messages held in memory for rewriting, under --max-buffered-bytes",
+                budget.used(),
+            ),
+            (
+                "buffered_bytes_limit",
+                "The --max-buffered-bytes budget",
+                budget.limit(),
+            ),
+            (
+                "buffer_waiting_calls",
+                "Calls waiting now for room under --max-buffered-bytes",
+                budget.waiting(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(metric)?;
+        }
+        let counters = [
+            (
+                "buffer_waits",
+                "Times a call waited for room under --max-buffered-bytes",
+                budget.waits(),
+            ),
+            (
+                "buffer_refusals",
+                "Calls failed with RESOURCE_EXHAUSTED because --max-buffered-bytes stayed full for --buffer-wait",
+                budget.refusals(),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value).encode(metric)?;
+        }
+        let mut open = encoder.encode_descriptor(
+            "listener_connections",
+            "Connections each listener is serving now",
+            None,
+            MetricType::Gauge,
+        )?;
+        for listener in &self.listeners {
+            let labels = [("listener", listener.listener())];
+            ConstGauge::new(i64::try_from(listener.open()).unwrap_or(i64::MAX)).encode(open.encode_family(&labels)?)?;
+        }
+        let mut limit = encoder.encode_descriptor(
+            "listener_connections_limit",
+            "Connections each listener serves at most (--max-connections, --codec-max-connections)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for listener in &self.listeners {
+            let labels = [("listener", listener.listener())];
+            ConstGauge::new(i64::try_from(listener.max()).unwrap_or(i64::MAX)).encode(limit.encode_family(&labels)?)?;
+        }
+        let mut refused = encoder.encode_descriptor(
+            "listener_connections_refused",
+            "Connections each listener turned away because it was at its limit",
+            None,
+            MetricType::Counter,
+        )?;
+        for listener in &self.listeners {
+            let labels = [("listener", listener.listener())];
+            ConstCounter::new(listener.refused()).encode(refused.encode_family(&labels)?)?;
         }
         Ok(())
     }

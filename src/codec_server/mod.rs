@@ -20,7 +20,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Authenticator;
 use crate::codec::Codec;
-use crate::running_server::{RunningServer, tls_handshake};
+use crate::running_server::{ConnectionCap, RunningServer, tls_handshake};
 pub use handlers::ApiState;
 
 /// An HTTP/1 client must send a whole request head within this time, on a new connection
@@ -72,11 +72,13 @@ pub fn router(codec: Arc<Codec>, settings: &CodecServerSettings) -> Router {
         .layer(cors)
 }
 
-/// Binds `listen` and serves `router`, over TLS when `tls` is given, until shut down.
+/// Binds `listen` and serves `router`, over TLS when `tls` is given, with at most `cap`
+/// connections at once, until shut down.
 pub async fn start(
     listen: SocketAddr,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
+    cap: Arc<ConnectionCap>,
 ) -> std::io::Result<RunningServer> {
     let acceptor = tls.map(TlsAcceptor::from);
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -84,7 +86,7 @@ pub async fn start(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    RunningServer::start(listen, move |stream, peer, mut shutdown| {
+    RunningServer::start(listen, cap, move |stream, peer, mut shutdown| {
         let service = TowerToHyperService::new(router.clone());
         let acceptor = acceptor.clone();
         let builder = builder.clone();

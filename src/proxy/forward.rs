@@ -1,6 +1,5 @@
 //! Forwards one gRPC call upstream, encrypting request payloads and decrypting response payloads.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,15 +8,15 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use http_body::Frame;
-use http_body_util::{BodyExt as _, Full, Limited, StreamBody};
+use http_body_util::{BodyExt as _, Limited};
 use tonic::body::Body;
 use tonic::{Code, Status};
 
+use super::budget::{BudgetExhausted, BudgetPermit, HeldBody, MemoryBudget};
+use super::budgeted_read::{ReadError, read_messages};
 use super::call_record::{CallRecord, RecordedBody};
 use super::grpc_frame::{
-    FrameError, GRPC_ACCEPT_ENCODING, GRPC_ENCODING, MessageEncoding, SUPPORTED_ENCODINGS, decode_messages,
-    encode_frame,
+    FrameError, GRPC_ACCEPT_ENCODING, GRPC_ENCODING, MessageEncoding, SUPPORTED_ENCODINGS, encode_frame,
 };
 use super::headers::{GRPC_STATUS, carries_protobuf, grpc_timeout, remove_hop_by_hop};
 use super::method_policy::{MethodPolicy, UnknownMethodAction, UnknownMethods};
@@ -34,8 +33,12 @@ const STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-
 const TEMPORAL_NAMESPACE: HeaderName = HeaderName::from_static("temporal-namespace");
 /// How much of a non-gRPC answer is read to explain it.
 const NON_GRPC_BODY_LIMIT: usize = 4096;
-/// Room for the 5-byte prefix on top of the message limit.
-const FRAME_PREFIX: usize = 5;
+/// The budget a forwarder has unless given one: what `--max-buffered-bytes` defaults to.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
+/// How long a call waits for budget unless told otherwise.
+pub const DEFAULT_BUFFER_WAIT: Duration = Duration::from_secs(2);
+/// How long a request body may take to arrive unless told otherwise.
+pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// gRPC peers may send `-bin` values with or without padding.
 const BASE64_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
@@ -88,6 +91,8 @@ pub struct Forwarder {
     credentials: UpstreamCredentials,
     callers: CallerPolicy,
     methods: MethodPolicy,
+    budget: Arc<MemoryBudget>,
+    request_body_timeout: Duration,
 }
 
 impl Forwarder {
@@ -106,8 +111,22 @@ impl Forwarder {
             credentials: UpstreamCredentials::default(),
             callers: CallerPolicy::default(),
             methods: MethodPolicy::default(),
+            budget: MemoryBudget::new(DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_BUFFER_WAIT),
+            request_body_timeout: DEFAULT_REQUEST_BODY_TIMEOUT,
             codec,
         }
+    }
+
+    /// Buffers messages within `budget`, shared with whatever else draws from it.
+    pub fn with_budget(mut self, budget: Arc<MemoryBudget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Fails a call whose request body has not arrived `timeout` after its headers.
+    pub fn with_request_body_timeout(mut self, timeout: Duration) -> Self {
+        self.request_body_timeout = timeout;
+        self
     }
 
     /// Adds `credentials` to every upstream call.
@@ -226,7 +245,8 @@ impl Forwarder {
                 let encoding = MessageEncoding::from_headers(&parts.headers)?;
                 parts.headers.remove(GRPC_ENCODING);
                 parts.headers.remove(http::header::CONTENT_LENGTH);
-                let message = self.read_unary_request(body, encoding).await?;
+                let mut permit = self.budget.permit();
+                let message = self.read_unary_request(body, encoding, &mut permit).await?;
                 let codec_started = Instant::now();
                 let namespace = request_namespace(&parts.headers, method, &message);
                 if !parts.headers.contains_key(TEMPORAL_NAMESPACE)
@@ -236,12 +256,13 @@ impl Forwarder {
                     parts.headers.insert(TEMPORAL_NAMESPACE, value);
                 }
                 let encrypted = self
-                    .run_codec(Direction::Request, message_type, message, &namespace)
+                    .run_codec(Direction::Request, message_type, message, &namespace, &mut permit)
                     .await?;
+                let framed = encode_frame(&encrypted);
+                drop(encrypted);
+                permit.resize_to_held(framed.len());
                 *added += codec_started.elapsed();
-                // A body that knows it ends after its one chunk: h2 then flags that DATA
-                // frame as the end of the stream instead of sending an empty one after it.
-                Body::new(Full::new(encode_frame(&encrypted)))
+                Body::new(HeldBody::new(framed, None, permit))
             }
         };
         if let Some(namespace) = &self.credentials.namespace
@@ -269,24 +290,30 @@ impl Forwarder {
         }
     }
 
-    async fn read_unary_request<B>(&self, body: B, encoding: MessageEncoding) -> Result<Vec<u8>, Status>
+    async fn read_unary_request<B>(
+        &self,
+        body: B,
+        encoding: MessageEncoding,
+        permit: &mut BudgetPermit,
+    ) -> Result<Vec<u8>, Status>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        let body = Limited::new(body, self.max_message_bytes + FRAME_PREFIX)
-            .collect()
+        let deadline = tokio::time::Instant::now() + self.request_body_timeout;
+        let read = read_messages(body, encoding, self.max_message_bytes, permit, Some(deadline))
             .await
-            .map_err(|error| {
-                if error.is::<http_body_util::LengthLimitError>() {
-                    self.too_large(Direction::Request)
-                } else {
-                    Status::cancelled(format!("request body ended early: {error}"))
-                }
-            })?
-            .to_bytes();
-        let mut messages = decode_messages(&body, encoding, self.max_message_bytes)
-            .map_err(|error| self.frame_error(Direction::Request, error))?;
+            .map_err(|error| match error {
+                ReadError::Frame(error) => self.frame_error(Direction::Request, error),
+                ReadError::Budget(error) => budget_status(Direction::Request, error),
+                ReadError::Body(error) => Status::cancelled(format!("request body ended early: {error}")),
+                ReadError::TimedOut => Status::deadline_exceeded(format!(
+                    "the request body did not arrive within {:?} of its headers (--request-body-timeout); \
+                     nothing was sent upstream",
+                    self.request_body_timeout
+                )),
+            })?;
+        let mut messages = read.messages;
         match messages.len() {
             1 => Ok(messages.pop().expect("one message")),
             count => Err(Status::invalid_argument(format!(
@@ -318,42 +345,52 @@ impl Forwarder {
             .map_err(|status| Status::internal(format!("upstream response: {}", status.message())))?;
         parts.headers.remove(GRPC_ENCODING);
         parts.headers.remove(http::header::CONTENT_LENGTH);
-        let collected = Limited::new(body, self.max_message_bytes + FRAME_PREFIX)
-            .collect()
+        let mut permit = self.budget.permit();
+        let read = read_messages(body, encoding, self.max_message_bytes, &mut permit, None)
             .await
-            .map_err(|error| match error.downcast::<Status>() {
-                Ok(status) => *status,
-                Err(error) if error.is::<http_body_util::LengthLimitError>() => self.too_large(Direction::Response),
-                Err(error) => Status::unavailable(format!("upstream response ended early: {error}")),
+            .map_err(|error| match error {
+                ReadError::Frame(error) => self.frame_error(Direction::Response, error),
+                ReadError::Budget(error) => budget_status(Direction::Response, error),
+                ReadError::Body(error) => match error.downcast::<Status>() {
+                    Ok(status) => *status,
+                    Err(error) => Status::unavailable(format!("upstream response ended early: {error}")),
+                },
+                ReadError::TimedOut => Status::unavailable("upstream response stopped arriving"),
             })?;
         let codec_started = Instant::now();
-        let mut trailers = collected.trailers().cloned();
-        let bytes = collected.to_bytes();
-        let messages = decode_messages(&bytes, encoding, self.max_message_bytes)
-            .map_err(|error| self.frame_error(Direction::Response, error))?;
+        let mut trailers = read.trailers;
         let mut out = BytesMut::new();
-        for message in messages {
-            let decrypted = self.run_codec(Direction::Response, message_type, message, "").await?;
+        for message in read.messages {
+            let decrypted = self
+                .run_codec(Direction::Response, message_type, message, "", &mut permit)
+                .await?;
             out.extend_from_slice(&encode_frame(&decrypted));
         }
+        permit.resize_to_held(out.len());
         if let Some(trailers) = trailers.as_mut() {
             self.decode_status_details(trailers).await?;
         }
         *added += codec_started.elapsed();
         Ok(http::Response::from_parts(
             parts,
-            single_message_body(out.freeze(), trailers),
+            Body::new(HeldBody::new(out.freeze(), trailers, permit)),
         ))
     }
 
-    /// Resolves the keys the message needs (KMS calls and caches), then rewrites it.
+    /// Resolves the keys the message needs (KMS calls and caches), then rewrites it, taking
+    /// budget for the rewritten copy first.
     async fn run_codec(
         &self,
         direction: Direction,
         message_type: MessageIndex,
         message: Vec<u8>,
         namespace: &str,
+        permit: &mut BudgetPermit,
     ) -> Result<Vec<u8>, Status> {
+        permit
+            .grow(message.len())
+            .await
+            .map_err(|error| budget_status(direction, error))?;
         let keys = match direction {
             Direction::Request => self.codec.encryption_key(namespace).await.map(MessageKeys::Encryption),
             Direction::Response => self
@@ -487,6 +524,13 @@ impl Forwarder {
     }
 }
 
+fn budget_status(direction: Direction, error: BudgetExhausted) -> Status {
+    match direction {
+        Direction::Request => Status::resource_exhausted(format!("{error}; nothing was sent upstream")),
+        Direction::Response => Status::resource_exhausted(format!("{error}; the server's answer was dropped")),
+    }
+}
+
 fn codec_status(schema: &Schema, direction: Direction, message_type: MessageIndex, error: WalkError) -> Status {
     let type_name = &schema.message(message_type).name;
     match (error, direction) {
@@ -577,12 +621,4 @@ fn is_grpc_response(response: &ProxyResponse) -> bool {
             .headers()
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
-}
-
-/// A body of one buffered chunk and optional trailers.
-fn single_message_body(data: Bytes, trailers: Option<HeaderMap>) -> Body {
-    let frames = std::iter::once(Frame::data(data))
-        .chain(trailers.map(Frame::trailers))
-        .map(Ok::<_, Infallible>);
-    Body::new(StreamBody::new(futures_util::stream::iter(frames)))
 }

@@ -51,20 +51,50 @@ pub fn decode_messages(body: &[u8], encoding: MessageEncoding, limit: usize) -> 
     let mut messages = Vec::with_capacity(1);
     let mut rest = body;
     while !rest.is_empty() {
-        let (message, consumed) = decode_one(rest, encoding, limit)?.ok_or_else(|| {
-            FrameError::Malformed(format!(
-                "body ends inside a message frame ({} bytes left over)",
-                rest.len()
-            ))
-        })?;
+        let prefix = read_prefix(rest, encoding, limit)?.ok_or_else(|| ends_inside_a_frame(rest.len()))?;
+        let frame = rest
+            .get(..prefix.frame_len())
+            .ok_or_else(|| ends_inside_a_frame(rest.len()))?;
+        let payload = &frame[PREFIX_LEN..];
+        let message = if prefix.compressed {
+            let mut inflater = Inflater::new(payload, limit);
+            let mut out = Vec::new();
+            while !inflater.step(&mut out, limit)? {}
+            out
+        } else {
+            payload.to_vec()
+        };
         messages.push(message);
-        rest = &rest[consumed..];
+        rest = &rest[prefix.frame_len()..];
     }
     Ok(messages)
 }
 
-/// Decodes the first message of `buf` if it is complete: the message and the bytes it took.
-fn decode_one(buf: &[u8], encoding: MessageEncoding, limit: usize) -> Result<Option<(Vec<u8>, usize)>, FrameError> {
+/// The error for a body that stops part of the way through a frame.
+pub fn ends_inside_a_frame(left_over: usize) -> FrameError {
+    FrameError::Malformed(format!(
+        "body ends inside a message frame ({left_over} bytes left over)"
+    ))
+}
+
+/// What a frame's 5-byte prefix says about the message after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramePrefix {
+    pub compressed: bool,
+    /// Bytes of the message as sent, before any decompression.
+    pub len: usize,
+}
+
+impl FramePrefix {
+    /// Bytes of the whole frame, prefix included.
+    pub fn frame_len(&self) -> usize {
+        PREFIX_LEN + self.len
+    }
+}
+
+/// Reads and checks the prefix at the start of `buf`, or `None` while fewer than 5 bytes
+/// are in. A message declared larger than `limit` is refused before any of it is read.
+pub fn read_prefix(buf: &[u8], encoding: MessageEncoding, limit: usize) -> Result<Option<FramePrefix>, FrameError> {
     if buf.len() < PREFIX_LEN {
         return Ok(None);
     }
@@ -73,38 +103,46 @@ fn decode_one(buf: &[u8], encoding: MessageEncoding, limit: usize) -> Result<Opt
         1 => true,
         flag => return Err(FrameError::Malformed(format!("invalid message flag {flag}"))),
     };
+    if compressed && encoding == MessageEncoding::Identity {
+        return Err(FrameError::Malformed(
+            "message is flagged compressed but no grpc-encoding was given".into(),
+        ));
+    }
     let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
     if len > limit {
         return Err(FrameError::TooLarge { limit });
     }
-    let Some(payload) = buf.get(PREFIX_LEN..PREFIX_LEN + len) else {
-        return Ok(None);
-    };
-    let message = match (compressed, encoding) {
-        (false, _) => payload.to_vec(),
-        (true, MessageEncoding::Gzip) => gunzip(payload, limit)?,
-        (true, MessageEncoding::Identity) => {
-            return Err(FrameError::Malformed(
-                "message is flagged compressed but no grpc-encoding was given".into(),
-            ));
-        }
-    };
-    Ok(Some((message, PREFIX_LEN + len)))
+    Ok(Some(FramePrefix { compressed, len }))
 }
 
-fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, FrameError> {
-    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
-    // Read one byte past the limit to tell "exactly at the limit" from "over it". A gzip
-    // stream may hold several members one after another (RFC 1952 §2.2), and all of them are
-    // the message.
-    MultiGzDecoder::new(compressed)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| FrameError::Malformed(format!("gzip message does not decompress: {e}")))?;
-    if out.len() > limit {
-        return Err(FrameError::TooLarge { limit });
+/// Inflates one gzip message a step at a time, so the caller can account for memory before
+/// each step, and stops as soon as the output passes `limit`: a bomb costs the limit, no more.
+pub struct Inflater<'a> {
+    // A gzip stream may hold several members one after another (RFC 1952 §2.2), and all of
+    // them are the message. One byte past the limit tells "at the limit" from "over it".
+    decoder: std::io::Take<MultiGzDecoder<&'a [u8]>>,
+    limit: usize,
+}
+
+impl<'a> Inflater<'a> {
+    pub fn new(compressed: &'a [u8], limit: usize) -> Self {
+        Self {
+            decoder: MultiGzDecoder::new(compressed).take(limit as u64 + 1),
+            limit,
+        }
     }
-    Ok(out)
+
+    /// Appends up to `step` (more than zero) bytes of the message to `out`; true once it is complete.
+    pub fn step(&mut self, out: &mut Vec<u8>, step: usize) -> Result<bool, FrameError> {
+        let read = (&mut self.decoder)
+            .take(step as u64)
+            .read_to_end(out)
+            .map_err(|e| FrameError::Malformed(format!("gzip message does not decompress: {e}")))?;
+        if out.len() > self.limit {
+            return Err(FrameError::TooLarge { limit: self.limit });
+        }
+        Ok(read < step)
+    }
 }
 
 /// Frames one message, uncompressed.

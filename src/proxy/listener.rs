@@ -12,24 +12,39 @@ use tokio_rustls::TlsAcceptor;
 
 use super::coalescing_io::CoalescingIo;
 use super::forward::{Caller, Forwarder};
-use crate::running_server::{RunningServer, tls_handshake};
+use crate::running_server::{ConnectionCap, Refusal, RunningServer, tls_handshake};
+
+/// HTTP/2 receive windows of callers' connections. They bound what a caller can park in the
+/// proxy's memory that the budget does not yet count: bytes of a call still waiting for
+/// budget stay in HTTP/2's buffers, at most one connection window per connection.
+pub const CALLER_CONNECTION_WINDOW: u32 = 4 << 20;
+pub const CALLER_STREAM_WINDOW: u32 = 1 << 20;
+
+/// How a listener turns away a connection past its cap: plaintext gRPC clients understand a
+/// GOAWAY, while a TLS client can be told nothing before a handshake.
+pub fn refusal(tls: bool) -> Refusal {
+    if tls { Refusal::Close } else { Refusal::Http2GoAway }
+}
 
 /// Binds `listen` and serves calls through `forwarder` until shut down, over TLS when
-/// `tls` is given.
+/// `tls` is given, with at most `cap` connections at once and `max_streams` calls on each.
 pub async fn start(
     listen: SocketAddr,
     forwarder: Arc<Forwarder>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    cap: Arc<ConnectionCap>,
+    max_streams: u32,
 ) -> std::io::Result<RunningServer> {
     let acceptor = tls.map(TlsAcceptor::from);
-    RunningServer::start(listen, move |stream, peer, shutdown| {
+    RunningServer::start(listen, cap, move |stream, peer, shutdown| {
         let forwarder = Arc::clone(&forwarder);
         let acceptor = acceptor.clone();
         async move {
             let stream = CoalescingIo::new(stream);
             match acceptor {
                 None => {
-                    serve_connection(TokioIo::new(stream), Caller::default(), forwarder, shutdown, peer).await;
+                    let caller = Caller::default();
+                    serve_connection(TokioIo::new(stream), caller, forwarder, shutdown, peer, max_streams).await;
                 }
                 Some(acceptor) => {
                     let Some(tls) = tls_handshake(&acceptor, stream, peer).await else {
@@ -42,7 +57,7 @@ pub async fn start(
                             .peer_certificates()
                             .is_some_and(|certs| !certs.is_empty()),
                     };
-                    serve_connection(TokioIo::new(tls), caller, forwarder, shutdown, peer).await;
+                    serve_connection(TokioIo::new(tls), caller, forwarder, shutdown, peer, max_streams).await;
                 }
             }
         }
@@ -56,6 +71,7 @@ async fn serve_connection<I>(
     forwarder: Arc<Forwarder>,
     mut shutdown: watch::Receiver<bool>,
     peer: SocketAddr,
+    max_streams: u32,
 ) where
     I: Read + Write + Unpin + Send + 'static,
 {
@@ -69,9 +85,9 @@ async fn serve_connection<I>(
         .timer(TokioTimer::new())
         // Fixed windows for the same reason as upstream: bursts of small frames from many
         // concurrent calls must fit h2's allowance, which is half the connection window.
-        .initial_connection_window_size(super::upstream::CONNECTION_WINDOW)
-        .initial_stream_window_size(super::upstream::STREAM_WINDOW)
-        .max_concurrent_streams(4096)
+        .initial_connection_window_size(CALLER_CONNECTION_WINDOW)
+        .initial_stream_window_size(CALLER_STREAM_WINDOW)
+        .max_concurrent_streams(max_streams)
         .max_header_list_size(super::upstream::MAX_HEADER_LIST_BYTES)
         .keep_alive_interval(super::upstream::KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(super::upstream::KEEP_ALIVE_TIMEOUT)

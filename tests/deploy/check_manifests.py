@@ -75,6 +75,8 @@ PROXY_ENV = {
     "TEMPORAL_CODEC_PROXY_LISTEN_ALLOW_UNAUTHENTICATED_PLAINTEXT",
     "TEMPORAL_CODEC_PROXY_ADMIN_LISTEN",
     "TEMPORAL_CODEC_PROXY_SHUTDOWN_GRACE",
+    "TEMPORAL_CODEC_PROXY_MAX_BUFFERED_BYTES",
+    "TEMPORAL_CODEC_PROXY_MAX_MESSAGE_BYTES",
     "RUST_LOG",
     "TEMPORAL_CODEC_PROXY_LOG_FORMAT",
 }
@@ -365,6 +367,10 @@ def sidecar_defaults(checks: Checks, documents: list[dict[str, Any]], source: st
     checks.check((env_value(proxy, "TEMPORAL_CODEC_PROXY_CODEC_LISTEN") or "").startswith("127.0.0.1:"),
                  f"{source}: a disabled codec server stays on loopback")
     checks.check("sidecar mode" in notes, f"{source}: NOTES.txt describes sidecar mode")
+    checks.check(env_value(proxy, "TEMPORAL_CODEC_PROXY_MAX_BUFFERED_BYTES") == str(256 << 20),
+                 f"{source}: the memory budget is half the 512Mi memory limit")
+    checks.check(env_value(proxy, "TEMPORAL_CODEC_PROXY_MAX_MESSAGE_BYTES") is None,
+                 f"{source}: a 256 MiB budget keeps the default message limit")
 
 
 def gateway_full(checks: Checks, documents: list[dict[str, Any]], source: str, notes: str) -> None:
@@ -395,6 +401,9 @@ def gateway_full(checks: Checks, documents: list[dict[str, Any]], source: str, n
                      f"{source}: the Secret holds each inline key under its id")
         annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
         checks.check("checksum/keys" in annotations, f"{source}: changing inline keys rolls the pods")
+    checks.check(env_value(proxy, "TEMPORAL_CODEC_PROXY_MAX_BUFFERED_BYTES") == str(64 << 20)
+                 and env_value(proxy, "TEMPORAL_CODEC_PROXY_MAX_MESSAGE_BYTES") == str(64 << 20),
+                 f"{source}: a 128Mi limit gives a 64 MiB budget, and messages are limited to it")
     service_account = next(d for d in documents if d["kind"] == "ServiceAccount")
     checks.check("eks.amazonaws.com/role-arn" in service_account["metadata"].get("annotations", {}),
                  f"{source}: the ServiceAccount carries the IRSA role")
@@ -454,6 +463,7 @@ CASES = [
             "serviceAccount": {"annotations": {
                 "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/temporal-codec-proxy"}},
             "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}},
+            "resources": {"limits": {"memory": "128Mi"}},
         },
         {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceAccount",
          "Secret", "ServiceMonitor"},

@@ -1,5 +1,6 @@
 //! End-to-end tests: real SDK workers and clients, a real Temporal dev server, the proxy between.
 
+mod attacks;
 mod codec_auth;
 mod codec_server;
 mod echo_upstream;
@@ -11,6 +12,7 @@ mod identity;
 mod kms;
 mod nginx_config;
 mod operations;
+mod overload;
 mod relay;
 mod sdk;
 mod support;

@@ -40,10 +40,15 @@ impl ProxyProcess {
     }
 
     /// As [`ProxyProcess::start`], started by `prlimit` with these open-file limits.
-    pub fn start_with_open_file_limits(upstream: &str, key: &[u8; 32], soft: u64, hard: u64) -> Self {
+    pub fn start_with_open_file_limits(
+        upstream: &str,
+        key: &[u8; 32],
+        (soft, hard): (u64, u64),
+        extra_args: &[&str],
+    ) -> Self {
         let mut prlimit = Command::new("prlimit");
         prlimit.arg(format!("--nofile={soft}:{hard}")).arg(PROXY_BIN);
-        Self::spawn(prlimit, upstream, key, &[])
+        Self::spawn(prlimit, upstream, key, extra_args)
     }
 
     fn spawn(mut command: Command, upstream: &str, key: &[u8; 32], extra_args: &[&str]) -> Self {
@@ -603,7 +608,7 @@ async fn calls_are_spread_over_the_configured_number_of_upstream_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_soft_open_file_limit_is_raised_to_the_hard_one_and_logged() {
-    let proxy = ProxyProcess::start_with_open_file_limits(&dev_server().address, &random_key(), 256, 4096);
+    let proxy = ProxyProcess::start_with_open_file_limits(&dev_server().address, &random_key(), (256, 4096), &[]);
     let logged = proxy.wait_for_log("open-file limit");
     assert_eq!(
         (

@@ -13,7 +13,7 @@ use temporal_codec_proxy::auth::Authenticator;
 use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
 use temporal_codec_proxy::codec_server::{self, CodecServerSettings};
 use temporal_codec_proxy::proxy::{self, Forwarder};
-use temporal_codec_proxy::running_server::RunningServer;
+use temporal_codec_proxy::running_server::{ConnectionCap, Refusal, RunningServer};
 use temporal_codec_proxy::telemetry::Metrics;
 use temporalio_protos::temporal::api::common::v1::{Payload, WorkflowExecution};
 use temporalio_protos::temporal::api::history::v1::History;
@@ -259,6 +259,7 @@ impl TestProxy {
             listen,
             codec_server::router(Arc::clone(&self.codec), &settings),
             settings.tls.clone(),
+            ConnectionCap::new("codec-server", "--codec-max-connections", 1024, Refusal::Close),
         )
         .await
         .unwrap();
@@ -309,9 +310,15 @@ impl TestProxy {
             max_message_bytes,
             Arc::new(Metrics::new(Arc::clone(&codec))),
         ));
-        let listener = proxy::start("127.0.0.1:0".parse().unwrap(), forwarder, None)
-            .await
-            .unwrap();
+        let listener = proxy::start(
+            "127.0.0.1:0".parse().unwrap(),
+            forwarder,
+            None,
+            ConnectionCap::new("gRPC", "--max-connections", 1024, Refusal::Http2GoAway),
+            1024,
+        )
+        .await
+        .unwrap();
         let settings = CodecServerSettings {
             cors_origins: TEST_CORS_ORIGINS.iter().map(|o| HeaderValue::from_static(o)).collect(),
             max_body_bytes: 1024 * 1024,
@@ -323,6 +330,12 @@ impl TestProxy {
             "127.0.0.1:0".parse().unwrap(),
             codec_server::router(Arc::clone(&codec), &settings),
             None,
+            ConnectionCap::new(
+                "codec-server",
+                "--codec-max-connections",
+                1024,
+                Refusal::Http1Unavailable,
+            ),
         )
         .await
         .unwrap();

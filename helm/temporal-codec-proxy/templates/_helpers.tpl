@@ -160,6 +160,28 @@ leaving a pod in CrashLoopBackOff.
 {{- end -}}
 {{- end -}}
 
+{{/* Bytes in a Kubernetes memory quantity ("512Mi", "1G", "268435456"); fails on other forms. */}}
+{{- define "temporal-codec-proxy.quantityBytes" -}}
+{{- $quantity := toString . -}}
+{{- $digits := regexFind "^[0-9]+" $quantity -}}
+{{- $unit := trimPrefix $digits $quantity -}}
+{{- $factors := dict "" 1 "k" 1000 "K" 1000 "M" 1000000 "G" 1000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 -}}
+{{- if or (not $digits) (not (hasKey $factors $unit)) -}}
+{{- fail (printf "cannot read the memory quantity %q: set maxBufferedBytes to a number of bytes" $quantity) -}}
+{{- end -}}
+{{- mul (int64 $digits) (get $factors $unit) -}}
+{{- end -}}
+
+{{/* --max-buffered-bytes: maxBufferedBytes, else half the container's memory limit, else the proxy's default. */}}
+{{- define "temporal-codec-proxy.maxBufferedBytes" -}}
+{{- $v := .Values -}}
+{{- if $v.maxBufferedBytes -}}
+{{- int64 $v.maxBufferedBytes -}}
+{{- else if and $v.resources $v.resources.limits $v.resources.limits.memory -}}
+{{- div (int64 (include "temporal-codec-proxy.quantityBytes" $v.resources.limits.memory)) 2 -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The proxy's settings, all as environment variables so `kubectl describe` shows them. */}}
 {{- define "temporal-codec-proxy.env" -}}
 {{- $v := .Values -}}
@@ -301,6 +323,15 @@ leaving a pod in CrashLoopBackOff.
   value: {{ printf "0.0.0.0:%d" (int $v.admin.port) | quote }}
 - name: TEMPORAL_CODEC_PROXY_SHUTDOWN_GRACE
   value: {{ $v.shutdownGrace | quote }}
+{{- $buffered := include "temporal-codec-proxy.maxBufferedBytes" . }}
+{{- if $buffered }}
+- name: TEMPORAL_CODEC_PROXY_MAX_BUFFERED_BYTES
+  value: {{ $buffered | quote }}
+{{- if lt (int64 $buffered) 134217728 }}
+- name: TEMPORAL_CODEC_PROXY_MAX_MESSAGE_BYTES
+  value: {{ $buffered | quote }}
+{{- end }}
+{{- end }}
 - name: RUST_LOG
   value: {{ $v.log.level | quote }}
 - name: TEMPORAL_CODEC_PROXY_LOG_FORMAT
