@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::codec::Codec;
-use crate::proxy::budget::MemoryBudget;
+use crate::memory_budget::MemoryBudget;
 use crate::proxy::upstream::UpstreamClient;
 use crate::running_server::{ConnectionCap, Refusal, RunningServer};
 use crate::telemetry::Metrics;

@@ -16,8 +16,8 @@ use crate::auth::{Authenticator, RoleSource};
 use crate::codec::EncryptionPolicy;
 use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS, tls};
 use crate::keys::kms::{DataKeyLimits, KmsKeySelector, KmsSettings, MAX_PAYLOADS_PER_DATA_KEY};
+use crate::memory_budget::MemoryBudget;
 use crate::payload::schema::Schema;
-use crate::proxy::budget::MemoryBudget;
 use crate::proxy::forward::{CallerPolicy, UpstreamCredentials};
 use crate::proxy::method_policy::UnknownMethods;
 use crate::proxy::upstream::{UpstreamSettings, UpstreamTls};
@@ -671,14 +671,21 @@ impl ServeArgs {
         (limits, lowered)
     }
 
-    /// The memory budget for buffered messages; it must hold at least one message of the
-    /// largest size the proxy accepts.
+    /// The memory budget for buffered messages; it must hold at least one message, and one
+    /// codec-server request, of the largest size accepted.
     pub fn memory_budget(&self) -> Result<Arc<MemoryBudget>, String> {
         if self.max_buffered_bytes < self.max_message_bytes {
             return Err(format!(
                 "--max-buffered-bytes {} is smaller than --max-message-bytes {}: a message of the \
                  largest size accepted could never be buffered",
                 self.max_buffered_bytes, self.max_message_bytes
+            ));
+        }
+        if self.max_buffered_bytes < self.codec_max_body_bytes {
+            return Err(format!(
+                "--max-buffered-bytes {} is smaller than --codec-max-body-bytes {}: a codec-server \
+                 request of the largest size accepted could never be buffered",
+                self.max_buffered_bytes, self.codec_max_body_bytes
             ));
         }
         Ok(MemoryBudget::new(self.max_buffered_bytes, self.buffer_wait))

@@ -9,6 +9,7 @@ pub mod config;
 pub mod config_file;
 pub mod json_nesting;
 pub mod keys;
+pub mod memory_budget;
 pub mod open_files;
 pub mod payload;
 pub mod proxy;

@@ -281,7 +281,7 @@ async fn serve(args: ServeArgs, open_files: u64) -> Result<(), Box<dyn std::erro
         .with_credentials(credentials)
         .with_caller_policy(caller_policy)
         .with_unknown_methods(args.unknown_methods)
-        .with_budget(budget)
+        .with_budget(Arc::clone(&budget))
         .with_request_body_timeout(args.request_body_timeout),
     );
     let listener_uses_tls = listener_tls.is_some();
@@ -306,7 +306,7 @@ async fn serve(args: ServeArgs, open_files: u64) -> Result<(), Box<dyn std::erro
     );
     let codec_server = codec_server::start(
         args.codec_listen,
-        codec_server::router(codec, &codec_server_settings),
+        codec_server::router(codec, &codec_server_settings, Arc::clone(&budget)),
         codec_server_settings.tls.clone(),
         Arc::clone(&codec_cap),
     )

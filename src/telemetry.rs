@@ -13,7 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::codec::Codec;
-use crate::proxy::budget::MemoryBudget;
+use crate::memory_budget::MemoryBudget;
 use crate::running_server::ConnectionCap;
 
 /// How log lines are written.

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body_util::BodyExt as _;
 use prost::Message as _;
 use temporalio_protos::temporal::api::common::v1::Payloads;
 
@@ -16,6 +16,7 @@ use crate::codec::Codec;
 use crate::codec::{BLOCKING_THRESHOLD, KeyError};
 use crate::json_nesting;
 use crate::keys::kms::KmsError;
+use crate::memory_budget::{BudgetExhausted, BudgetPermit, MemoryBudget};
 use crate::payload::WalkError;
 
 /// What the handlers share.
@@ -27,6 +28,8 @@ pub struct ApiState {
     pub body_timeout: std::time::Duration,
     /// `None`: every caller may decrypt (loopback or otherwise guarded deployments).
     pub authenticator: Option<Arc<Authenticator>>,
+    /// Request bodies and their rewritten payloads are held within it.
+    pub budget: Arc<MemoryBudget>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +90,8 @@ async fn handle(state: &ApiState, operation: Operation, request: Request) -> Res
             .await
             .map_err(auth_error)?,
     };
-    let body = read_body(body, state.max_body_bytes, state.body_timeout).await?;
+    let mut permit = state.budget.permit();
+    let body = read_body(body, &parts.headers, state, &mut permit).await?;
     json_nesting::check(&body, MAX_JSON_NESTING).map_err(|error| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -110,6 +114,8 @@ async fn handle(state: &ApiState, operation: Operation, request: Request) -> Res
         return Ok(payloads);
     }
     let count = payloads.payloads.len();
+    // The answer holds about as many bytes as the request.
+    permit.grow(body.len()).await.map_err(budget_error)?;
     let result = match operation {
         Operation::Encode => encode(&state.codec, namespace, payloads).await,
         Operation::Decode => decode(&state.codec, payloads, body.len()).await,
@@ -188,26 +194,75 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -> Result<bytes::Bytes, ApiError> {
-    // A body that trickles in, or stops, would otherwise hold its connection and buffer for
-    // as long as the client likes; answering closes the connection, as the body is unread.
-    let Ok(collected) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await else {
-        return Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("request body did not arrive within {timeout:?} (--codec-body-timeout)"),
-        ));
-    };
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::new(
+async fn read_body(
+    mut body: Body,
+    headers: &HeaderMap,
+    state: &ApiState,
+    permit: &mut BudgetPermit,
+) -> Result<bytes::Bytes, ApiError> {
+    let limit = state.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body is larger than the limit of {limit} bytes (--codec-max-body-bytes)"),
-        )),
-        Err(error) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("request body could not be read: {error}"),
-        )),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|declared| declared > limit) {
+        return Err(too_large());
     }
+    // A body that trickles in, or stops, would otherwise hold its connection and buffer for
+    // as long as the client likes; answering closes the connection, as the body is unread.
+    let deadline = tokio::time::Instant::now() + state.body_timeout;
+    let timed_out = || {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body did not arrive within {:?} (--codec-body-timeout)",
+                state.body_timeout
+            ),
+        )
+    };
+    // The declared size is taken from the budget before any of the body is read.
+    if let Some(declared) = declared {
+        tokio::time::timeout_at(deadline, permit.grow(declared))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(budget_error)?;
+    }
+    let mut collected = bytes::BytesMut::with_capacity(declared.unwrap_or(0));
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(timed_out()),
+            Ok(None) => break,
+            Ok(Some(frame)) => frame.map_err(|error| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("request body could not be read: {error}"),
+                )
+            })?,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        let total = collected.len() + data.len();
+        if total > limit {
+            return Err(too_large());
+        }
+        if let Some(more) = total.checked_sub(permit.bytes()).filter(|&more| more > 0) {
+            tokio::time::timeout_at(deadline, permit.grow(more))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(budget_error)?;
+        }
+        collected.extend_from_slice(&data);
+    }
+    Ok(collected.freeze())
+}
+
+fn budget_error(error: BudgetExhausted) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
 }
 
 /// KMS trouble is the gateway's, not the caller's: 503 when KMS is unreachable or

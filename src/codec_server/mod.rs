@@ -20,6 +20,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Authenticator;
 use crate::codec::Codec;
+use crate::memory_budget::MemoryBudget;
 use crate::running_server::{ConnectionCap, RunningServer, tls_handshake};
 pub use handlers::ApiState;
 
@@ -48,8 +49,9 @@ pub struct CodecServerSettings {
 }
 
 /// The router: every path goes to the dispatcher, wrapped in CORS so error answers carry
-/// CORS headers too and the UI can show them.
-pub fn router(codec: Arc<Codec>, settings: &CodecServerSettings) -> Router {
+/// CORS headers too and the UI can show them. Request bodies draw from `budget`, shared with
+/// the gRPC listener.
+pub fn router(codec: Arc<Codec>, settings: &CodecServerSettings, budget: Arc<MemoryBudget>) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(settings.cors_origins.iter().cloned()))
         .allow_credentials(true)
@@ -68,6 +70,7 @@ pub fn router(codec: Arc<Codec>, settings: &CodecServerSettings) -> Router {
             max_body_bytes: settings.max_body_bytes,
             body_timeout: settings.body_timeout,
             authenticator: settings.authenticator.clone(),
+            budget,
         })
         .layer(cors)
 }

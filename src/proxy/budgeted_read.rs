@@ -1,12 +1,12 @@
 //! Reads a call's gRPC messages into memory within the budget: a frame's bytes are taken from the budget before they are read, and inflation stops at the message limit.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf as _, Bytes, BytesMut};
 use http::HeaderMap;
 use http_body_util::BodyExt as _;
 use tokio::time::Instant;
 
-use super::budget::{BudgetExhausted, BudgetPermit};
-use super::grpc_frame::{FrameError, Inflater, MessageEncoding, ends_inside_a_frame, read_prefix};
+use super::grpc_frame::{FrameError, Inflater, MessageEncoding, PREFIX_LEN, ends_inside_a_frame, read_prefix};
+use crate::memory_budget::{BudgetExhausted, BudgetPermit};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -69,12 +69,17 @@ where
                 pending.reserve(prefix.frame_len() - pending.len());
                 break;
             }
-            let frame = pending.split_to(prefix.frame_len());
-            let payload = &frame[prefix.frame_len() - prefix.len..];
             let message = if prefix.compressed {
-                inflate(payload, limit, permit, decoded_bytes + frame.len()).await?
+                let frame = pending.split_to(prefix.frame_len());
+                inflate(&frame[PREFIX_LEN..], limit, permit, decoded_bytes + frame.len()).await?
+            } else if pending.len() == prefix.frame_len() {
+                // The whole buffer is this one message (a unary call's): it becomes the
+                // message in place, with no second copy of it.
+                let mut frame = std::mem::take(&mut pending);
+                frame.advance(PREFIX_LEN);
+                Vec::from(frame)
             } else {
-                payload.to_vec()
+                pending.split_to(prefix.frame_len())[PREFIX_LEN..].to_vec()
             };
             decoded_bytes += message.len();
             messages.push(message);
@@ -140,7 +145,7 @@ mod tests {
     use http_body_util::StreamBody;
 
     use super::*;
-    use crate::proxy::budget::MemoryBudget;
+    use crate::memory_budget::MemoryBudget;
     use crate::proxy::grpc_frame::{encode_frame, encode_frame_gzip};
 
     fn body_of(chunks: Vec<Bytes>) -> impl http_body::Body<Data = Bytes, Error = std::convert::Infallible> + Unpin {

@@ -6,17 +6,16 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt as _, Limited};
 use tonic::body::Body;
 use tonic::{Code, Status};
 
-use super::budget::{BudgetExhausted, BudgetPermit, HeldBody, MemoryBudget};
 use super::budgeted_read::{ReadError, read_messages};
 use super::call_record::{CallRecord, RecordedBody};
 use super::grpc_frame::{
-    FrameError, GRPC_ACCEPT_ENCODING, GRPC_ENCODING, MessageEncoding, SUPPORTED_ENCODINGS, encode_frame,
+    FrameError, GRPC_ACCEPT_ENCODING, GRPC_ENCODING, MessageEncoding, SUPPORTED_ENCODINGS, frame_pieces,
 };
 use super::headers::{GRPC_STATUS, carries_protobuf, grpc_timeout, remove_hop_by_hop};
 use super::method_policy::{MethodPolicy, UnknownMethodAction, UnknownMethods};
@@ -24,6 +23,7 @@ use super::upstream::UpstreamClient;
 use crate::auth::jwt::JwtVerifier;
 use crate::codec::{BLOCKING_THRESHOLD, Codec, KeyError, MessageKeys};
 use crate::keys::kms::KmsError;
+use crate::memory_budget::{BudgetExhausted, BudgetPermit, HeldBody, MemoryBudget};
 use crate::payload::WalkError;
 use crate::payload::schema::{MessageIndex, MethodSchema, Schema};
 use crate::payload::wire::{FieldReader, WIRE_LEN};
@@ -258,11 +258,9 @@ impl Forwarder {
                 let encrypted = self
                     .run_codec(Direction::Request, message_type, message, &namespace, &mut permit)
                     .await?;
-                let framed = encode_frame(&encrypted);
-                drop(encrypted);
-                permit.resize_to_held(framed.len());
+                permit.resize_to_held(encrypted.len());
                 *added += codec_started.elapsed();
-                Body::new(HeldBody::new(framed, None, permit))
+                Body::new(HeldBody::new(frame_pieces(encrypted), None, permit))
             }
         };
         if let Some(namespace) = &self.credentials.namespace
@@ -359,21 +357,23 @@ impl Forwarder {
             })?;
         let codec_started = Instant::now();
         let mut trailers = read.trailers;
-        let mut out = BytesMut::new();
+        let mut out = Vec::with_capacity(read.messages.len() * 2);
+        let mut held = 0;
         for message in read.messages {
             let decrypted = self
                 .run_codec(Direction::Response, message_type, message, "", &mut permit)
                 .await?;
-            out.extend_from_slice(&encode_frame(&decrypted));
+            held += decrypted.len();
+            out.extend(frame_pieces(decrypted));
         }
-        permit.resize_to_held(out.len());
+        permit.resize_to_held(held);
         if let Some(trailers) = trailers.as_mut() {
             self.decode_status_details(trailers).await?;
         }
         *added += codec_started.elapsed();
         Ok(http::Response::from_parts(
             parts,
-            Body::new(HeldBody::new(out.freeze(), trailers, permit)),
+            Body::new(HeldBody::new(out, trailers, permit)),
         ))
     }
 

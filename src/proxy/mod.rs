@@ -1,6 +1,5 @@
 //! The gRPC side: listener, forwarding with payload rewriting, and the upstream connections.
 
-pub mod budget;
 pub mod budgeted_read;
 pub mod call_record;
 pub mod coalescing_io;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::attacks::{
     PeakRss, gzip_bomb, partial_bodies, rss_kib, send_gzip_bombs, slow_uploads, stalled_history_readers,
@@ -36,6 +36,8 @@ fn small_limits() -> Vec<String> {
         "500ms",
         "--request-body-timeout",
         "2s",
+        "--codec-max-body-bytes",
+        &MESSAGE_LIMIT.to_string(),
     ]
     .map(String::from)
     .to_vec()
@@ -297,6 +299,51 @@ async fn connections_past_the_cap_are_refused_while_probes_answer() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codec_server_bodies_wait_for_the_budget_and_get_503_when_it_stays_full() {
+    let target = target(1024, &["--codec-body-timeout", "3s"]).await;
+    let codec: SocketAddr = target.proxy.codec.parse().unwrap();
+    // 20 requests that each declare 1 MiB against a budget of 8 MiB, then send 1 KiB.
+    let mut uploads = Vec::new();
+    for _ in 0..20 {
+        let mut tcp = tokio::net::TcpStream::connect(codec).await.unwrap();
+        let head = format!(
+            "POST /decode HTTP/1.1\r\nhost: {codec}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            MESSAGE_LIMIT
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        tcp.write_all(&[b' '; 1024]).await.unwrap();
+        uploads.push(tokio::spawn(async move {
+            let mut answer = Vec::new();
+            let _ = tcp.read_to_end(&mut answer).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        }));
+    }
+    let small = reqwest::Client::new()
+        .post(format!("http://{codec}/encode"))
+        .json(&serde_json::json!({"payloads": []}))
+        .timeout(WELL_BEHAVED_LATENCY)
+        .send()
+        .await
+        .expect("a small codec-server request during the uploads");
+    assert_eq!(small.status().as_u16(), 200);
+    let mut refused = 0;
+    for upload in uploads {
+        let answer = tokio::time::timeout(Duration::from_secs(10), upload)
+            .await
+            .expect("every upload is answered")
+            .unwrap();
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(answer.contains("--max-buffered-bytes"), "{answer}");
+            refused += 1;
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        }
+    }
+    assert!((8..=14).contains(&refused), "{refused} of 20 uploads refused");
+    assert_eq!(target.metric("temporal_codec_proxy_buffered_bytes").await, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

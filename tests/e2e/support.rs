@@ -12,6 +12,7 @@ use prost::Message as _;
 use temporal_codec_proxy::auth::Authenticator;
 use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
 use temporal_codec_proxy::codec_server::{self, CodecServerSettings};
+use temporal_codec_proxy::memory_budget::MemoryBudget;
 use temporal_codec_proxy::proxy::{self, Forwarder};
 use temporal_codec_proxy::running_server::{ConnectionCap, Refusal, RunningServer};
 use temporal_codec_proxy::telemetry::Metrics;
@@ -257,7 +258,7 @@ impl TestProxy {
     pub async fn replace_codec_server(&mut self, listen: SocketAddr, settings: CodecServerSettings) {
         let replacement = codec_server::start(
             listen,
-            codec_server::router(Arc::clone(&self.codec), &settings),
+            codec_server::router(Arc::clone(&self.codec), &settings, test_budget()),
             settings.tls.clone(),
             ConnectionCap::new("codec-server", "--codec-max-connections", 1024, Refusal::Close),
         )
@@ -328,7 +329,7 @@ impl TestProxy {
         };
         let codec_server = codec_server::start(
             "127.0.0.1:0".parse().unwrap(),
-            codec_server::router(Arc::clone(&codec), &settings),
+            codec_server::router(Arc::clone(&codec), &settings, test_budget()),
             None,
             ConnectionCap::new(
                 "codec-server",
@@ -368,6 +369,14 @@ impl TestProxy {
 }
 
 /// A random key and a fresh id, so tests never share keys by accident.
+/// A memory budget of the proxy's default size, for servers a test builds itself.
+pub fn test_budget() -> Arc<MemoryBudget> {
+    MemoryBudget::new(
+        temporal_codec_proxy::proxy::forward::DEFAULT_MAX_BUFFERED_BYTES,
+        temporal_codec_proxy::proxy::forward::DEFAULT_BUFFER_WAIT,
+    )
+}
+
 pub fn random_key() -> [u8; 32] {
     let mut key = [0u8; 32];
     aws_lc_rs::rand::fill(&mut key).unwrap();

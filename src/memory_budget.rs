@@ -1,5 +1,6 @@
 //! The memory budget for message bodies the proxy holds to rewrite: permits are taken before bytes are buffered and returned when they have been written out.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -226,18 +227,23 @@ impl Drop for BudgetPermit {
 
 /// A buffered body that keeps its budget permit until its last byte has been handed over.
 pub struct HeldBody {
-    data: Bytes,
+    /// What is left to hand over, in order.
+    pieces: VecDeque<Bytes>,
     trailers: Option<HeaderMap>,
     permit: Option<BudgetPermit>,
 }
 
 impl HeldBody {
-    pub fn new(data: Bytes, trailers: Option<HeaderMap>, permit: BudgetPermit) -> Self {
+    pub fn new(pieces: Vec<Bytes>, trailers: Option<HeaderMap>, permit: BudgetPermit) -> Self {
         Self {
-            data,
+            pieces: pieces.into_iter().filter(|piece| !piece.is_empty()).collect(),
             trailers,
             permit: Some(permit),
         }
+    }
+
+    fn remaining(&self) -> u64 {
+        self.pieces.iter().map(|piece| piece.len() as u64).sum()
     }
 }
 
@@ -246,28 +252,27 @@ impl http_body::Body for HeldBody {
     type Error = Infallible;
 
     fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let frame = if !self.data.is_empty() {
-            let piece = self.data.len().min(HANDED_OVER_PIECE);
-            Some(Frame::data(self.data.split_to(piece)))
-        } else {
-            self.trailers.take().map(Frame::trailers)
+        let frame = match self.pieces.front_mut() {
+            Some(piece) if piece.len() > HANDED_OVER_PIECE => Some(Frame::data(piece.split_to(HANDED_OVER_PIECE))),
+            Some(_) => self.pieces.pop_front().map(Frame::data),
+            None => self.trailers.take().map(Frame::trailers),
         };
-        if self.data.is_empty() && self.trailers.is_none() {
+        if self.is_end_stream() {
             self.permit = None;
         }
         Poll::Ready(frame.map(Ok))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.data.is_empty() && self.trailers.is_none()
+        self.pieces.is_empty() && self.trailers.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
         if self.trailers.is_none() {
-            SizeHint::with_exact(self.data.len() as u64)
+            SizeHint::with_exact(self.remaining())
         } else {
             let mut hint = SizeHint::new();
-            hint.set_lower(self.data.len() as u64);
+            hint.set_lower(self.remaining());
             hint
         }
     }
@@ -351,7 +356,8 @@ mod tests {
         permit.grow(200_000).await.unwrap();
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", "0".parse().unwrap());
-        let mut body = HeldBody::new(Bytes::from(vec![7; 200_000]), Some(trailers), permit);
+        let pieces = vec![Bytes::from_static(&[0; 5]), Bytes::from(vec![7; 199_995])];
+        let mut body = HeldBody::new(pieces, Some(trailers), permit);
         let mut pieces = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.unwrap();
@@ -362,7 +368,7 @@ mod tests {
                 pieces.push(frame.into_data().unwrap().len());
             }
         }
-        assert_eq!(pieces, [65_536, 65_536, 65_536, 3_392]);
+        assert_eq!(pieces, [5, 65_536, 65_536, 65_536, 3_387]);
     }
 
     #[tokio::test]
