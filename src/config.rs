@@ -264,7 +264,7 @@ pub struct ServeArgs {
     /// payloads, across all calls; about a third of the container's memory limit is a good
     /// size. A call that would pass it waits up to --buffer-wait, then fails with
     /// RESOURCE_EXHAUSTED. Calls whose messages are under 64 KiB are never refused for it.
-    #[arg(long, env = "TEMPORAL_CODEC_PROXY_MAX_BUFFERED_BYTES", default_value_t = crate::proxy::forward::DEFAULT_MAX_BUFFERED_BYTES, value_name = "BYTES")]
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_MAX_BUFFERED_BYTES", default_value_t = crate::memory_budget::DEFAULT_MAX_BUFFERED_BYTES, value_name = "BYTES")]
     pub max_buffered_bytes: usize,
 
     /// How long a call waits for room under --max-buffered-bytes before it fails.
@@ -286,6 +286,16 @@ pub struct ServeArgs {
         value_name = "COUNT"
     )]
     pub max_concurrent_streams: u32,
+
+    /// How long a caller's gRPC connection may be quiet before the listener sends it an
+    /// HTTP/2 PING, so that a peer gone without closing (a killed pod, a dropped NAT entry)
+    /// is noticed and its connection freed.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_LISTEN_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub listen_keepalive_interval: Duration,
+
+    /// How long the listener waits for a PING's answer before it closes the connection.
+    #[arg(long, env = "TEMPORAL_CODEC_PROXY_LISTEN_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+    pub listen_keepalive_timeout: Duration,
 
     /// How long a gRPC request body may take to arrive once its headers have; a call whose
     /// body stops arriving fails with DEADLINE_EXCEEDED and gives back what it held.

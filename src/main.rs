@@ -290,7 +290,11 @@ async fn serve(args: ServeArgs, open_files: u64) -> Result<(), Box<dyn std::erro
         forwarder,
         listener_tls,
         Arc::clone(&grpc_cap),
-        args.max_concurrent_streams,
+        proxy::listener::CallerConnections {
+            max_concurrent_streams: args.max_concurrent_streams,
+            keepalive_interval: args.listen_keepalive_interval,
+            keepalive_timeout: args.listen_keepalive_timeout,
+        },
     )
     .await
     .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;

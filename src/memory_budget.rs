@@ -14,6 +14,12 @@ use http_body::{Frame, SizeHint};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// What `--max-buffered-bytes` defaults to: room for a few of the largest messages while
+/// leaving most of a 512 MiB container to the rest of the process.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
+/// How long a call waits for budget unless `--buffer-wait` says otherwise.
+pub const DEFAULT_BUFFER_WAIT: Duration = Duration::from_secs(2);
+
 /// What one call may hold without asking: calls with small messages never wait for the budget
 /// and are never refused by it.
 pub const SMALL_CALL_ALLOWANCE: usize = 64 * 1024;

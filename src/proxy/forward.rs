@@ -23,7 +23,9 @@ use super::upstream::UpstreamClient;
 use crate::auth::jwt::JwtVerifier;
 use crate::codec::{BLOCKING_THRESHOLD, Codec, KeyError, MessageKeys};
 use crate::keys::kms::KmsError;
-use crate::memory_budget::{BudgetExhausted, BudgetPermit, HeldBody, MemoryBudget};
+use crate::memory_budget::{
+    BudgetExhausted, BudgetPermit, DEFAULT_BUFFER_WAIT, DEFAULT_MAX_BUFFERED_BYTES, HeldBody, MemoryBudget,
+};
 use crate::payload::WalkError;
 use crate::payload::schema::{MessageIndex, MethodSchema, Schema};
 use crate::payload::wire::{FieldReader, WIRE_LEN};
@@ -33,10 +35,6 @@ const STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-
 const TEMPORAL_NAMESPACE: HeaderName = HeaderName::from_static("temporal-namespace");
 /// How much of a non-gRPC answer is read to explain it.
 const NON_GRPC_BODY_LIMIT: usize = 4096;
-/// The budget a forwarder has unless given one: what `--max-buffered-bytes` defaults to.
-pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
-/// How long a call waits for budget unless told otherwise.
-pub const DEFAULT_BUFFER_WAIT: Duration = Duration::from_secs(2);
 /// How long a request body may take to arrive unless told otherwise.
 pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// gRPC peers may send `-bin` values with or without padding.

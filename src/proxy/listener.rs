@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::rt::{Read, Write};
 use hyper::server::conn::http2;
@@ -20,6 +21,27 @@ use crate::running_server::{ConnectionCap, Refusal, RunningServer, tls_handshake
 pub const CALLER_CONNECTION_WINDOW: u32 = 4 << 20;
 pub const CALLER_STREAM_WINDOW: u32 = 1 << 20;
 
+/// What each caller connection is allowed and how a dead one is noticed.
+#[derive(Debug, Clone, Copy)]
+pub struct CallerConnections {
+    /// Calls one connection may carry at once, advertised in the listener's SETTINGS.
+    pub max_concurrent_streams: u32,
+    /// An HTTP/2 PING is sent after the connection has been quiet this long…
+    pub keepalive_interval: Duration,
+    /// …and the connection is closed when the answer takes longer than this.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for CallerConnections {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 1024,
+            keepalive_interval: super::upstream::KEEP_ALIVE_INTERVAL,
+            keepalive_timeout: super::upstream::KEEP_ALIVE_TIMEOUT,
+        }
+    }
+}
+
 /// How a listener turns away a connection past its cap: plaintext gRPC clients understand a
 /// GOAWAY, while a TLS client can be told nothing before a handshake.
 pub fn refusal(tls: bool) -> Refusal {
@@ -27,13 +49,13 @@ pub fn refusal(tls: bool) -> Refusal {
 }
 
 /// Binds `listen` and serves calls through `forwarder` until shut down, over TLS when
-/// `tls` is given, with at most `cap` connections at once and `max_streams` calls on each.
+/// `tls` is given, with at most `cap` connections at once, each as `connections` says.
 pub async fn start(
     listen: SocketAddr,
     forwarder: Arc<Forwarder>,
     tls: Option<Arc<rustls::ServerConfig>>,
     cap: Arc<ConnectionCap>,
-    max_streams: u32,
+    connections: CallerConnections,
 ) -> std::io::Result<RunningServer> {
     let acceptor = tls.map(TlsAcceptor::from);
     RunningServer::start(listen, cap, move |stream, peer, shutdown| {
@@ -44,7 +66,7 @@ pub async fn start(
             match acceptor {
                 None => {
                     let caller = Caller::default();
-                    serve_connection(TokioIo::new(stream), caller, forwarder, shutdown, peer, max_streams).await;
+                    serve_connection(TokioIo::new(stream), caller, forwarder, shutdown, peer, connections).await;
                 }
                 Some(acceptor) => {
                     let Some(tls) = tls_handshake(&acceptor, stream, peer).await else {
@@ -57,7 +79,7 @@ pub async fn start(
                             .peer_certificates()
                             .is_some_and(|certs| !certs.is_empty()),
                     };
-                    serve_connection(TokioIo::new(tls), caller, forwarder, shutdown, peer, max_streams).await;
+                    serve_connection(TokioIo::new(tls), caller, forwarder, shutdown, peer, connections).await;
                 }
             }
         }
@@ -71,7 +93,7 @@ async fn serve_connection<I>(
     forwarder: Arc<Forwarder>,
     mut shutdown: watch::Receiver<bool>,
     peer: SocketAddr,
-    max_streams: u32,
+    connections: CallerConnections,
 ) where
     I: Read + Write + Unpin + Send + 'static,
 {
@@ -87,10 +109,10 @@ async fn serve_connection<I>(
         // concurrent calls must fit h2's allowance, which is half the connection window.
         .initial_connection_window_size(CALLER_CONNECTION_WINDOW)
         .initial_stream_window_size(CALLER_STREAM_WINDOW)
-        .max_concurrent_streams(max_streams)
+        .max_concurrent_streams(connections.max_concurrent_streams)
         .max_header_list_size(super::upstream::MAX_HEADER_LIST_BYTES)
-        .keep_alive_interval(super::upstream::KEEP_ALIVE_INTERVAL)
-        .keep_alive_timeout(super::upstream::KEEP_ALIVE_TIMEOUT)
+        .keep_alive_interval(connections.keepalive_interval)
+        .keep_alive_timeout(connections.keepalive_timeout)
         .serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {

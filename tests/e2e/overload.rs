@@ -1,6 +1,8 @@
 //! Callers that misbehave on purpose: the proxy stays up, serves well-behaved calls, holds no more memory than its budget allows, and answers its probes throughout.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -21,6 +23,8 @@ const BUDGET_BYTES: usize = 8 << 20;
 /// connections and their HTTP/2 buffers, the runtime's task and timer memory, allocator slack.
 /// Reads waiting for budget leave their answers in the upstream connection's HTTP/2 window.
 const OVERHEAD_KIB: u64 = 32 * 1024 + (UPSTREAM_CONNECTION_WINDOW / 1024) as u64;
+/// What resident memory may still be above idle 10 s after an attack has ended.
+const RETURNED_WITHIN_KIB: u64 = 32 * 1024;
 const RESOURCE_EXHAUSTED: u32 = 8;
 const DEADLINE_EXCEEDED: u32 = 4;
 /// A well-behaved call made during an attack answers within this.
@@ -70,6 +74,22 @@ impl Target {
             "{what}: resident memory grew by {grown} KiB from {} KiB idle, more than the budget and overhead ({allowed} KiB)",
             self.idle_kib
         );
+    }
+
+    /// Waits up to 10 s for resident memory to come back near idle.
+    async fn assert_memory_returns(&self, after: &str) {
+        let waited = Instant::now();
+        loop {
+            let above = rss_kib(self.proxy.child.id()).saturating_sub(self.idle_kib);
+            if above <= RETURNED_WITHIN_KIB {
+                return;
+            }
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "10 s after {after}, resident memory is still {above} KiB above idle"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     async fn well_behaved_call_succeeds_quickly(&self, during: &str) {
@@ -136,6 +156,7 @@ async fn gzip_bombs_are_refused_at_the_limit_without_inflating_past_it() {
         assert!(message.contains("--max-message-bytes"), "{message}");
     }
     target.assert_peak_within_budget(&peak, "33 gzip bombs");
+    target.assert_memory_returns("33 gzip bombs").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,6 +196,8 @@ async fn slow_uploads_wait_for_the_budget_and_are_refused_when_it_stays_full() {
         .unwrap();
     assert!(refusal.1.contains("--max-buffered-bytes"), "{}", refusal.1);
     target.assert_peak_within_budget(&peak, "100 slow uploads");
+    drop(uploads);
+    target.assert_memory_returns("100 slow uploads").await;
     assert!(target.metric("temporal_codec_proxy_buffer_refusals_total").await >= refused as f64);
     assert_eq!(target.metric("temporal_codec_proxy_buffered_bytes").await, 0.0);
     target.becomes_ready(true).await;
@@ -207,6 +230,7 @@ async fn readers_that_never_read_hold_no_more_than_the_budget() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     target.becomes_ready(true).await;
+    target.assert_memory_returns("100 stalled history reads").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,4 +389,73 @@ async fn trickled_codec_server_bodies_are_closed_at_the_body_timeout() {
     }
     let (status, _) = target.admin("/healthz").await;
     assert_eq!(status, 200);
+}
+
+/// Forwards one connection to `target` until `silent` is set, then stops reading and
+/// writing but keeps both sockets open: a peer that has gone away without closing.
+async fn relay_that_goes_silent(target: SocketAddr, silent: Arc<AtomicBool>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut client, _) = listener.accept().await.unwrap();
+        let mut server = tokio::net::TcpStream::connect(target).await.unwrap();
+        let (mut from_client, mut to_client) = ([0u8; 16384], [0u8; 16384]);
+        while !silent.load(Ordering::Relaxed) {
+            tokio::select! {
+                read = client.read(&mut from_client) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => { let _ = server.write_all(&from_client[..n]).await; }
+                },
+                read = server.read(&mut to_client) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => { let _ = client.write_all(&to_client[..n]).await; }
+                },
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+        let _held = (client, server);
+        std::future::pending::<()>().await;
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_stops_answering_pings_is_dropped() {
+    let target = target(
+        1024,
+        &["--listen-keepalive-interval", "1s", "--listen-keepalive-timeout", "1s"],
+    )
+    .await;
+    let connections = "temporal_codec_proxy_listener_connections{listener=\"gRPC\"}";
+    let silent = Arc::new(AtomicBool::new(false));
+    let relay = relay_that_goes_silent(target.addr, Arc::clone(&silent)).await;
+    let mut client = crate::attacks::connect(relay, crate::attacks::DEFAULT_WINDOW)
+        .await
+        .unwrap();
+    client = client.ready().await.unwrap();
+    let waited = Instant::now();
+    while target.metric(connections).await != 1.0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the relayed connection was not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Answered pings keep an idle connection open.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        target.metric(connections).await,
+        1.0,
+        "an idle connection that answers pings was dropped"
+    );
+    silent.store(true, Ordering::Relaxed);
+    let waited = Instant::now();
+    while target.metric(connections).await != 0.0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "a peer that stopped answering pings is still connected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(client);
 }

@@ -316,7 +316,7 @@ impl TestProxy {
             forwarder,
             None,
             ConnectionCap::new("gRPC", "--max-connections", 1024, Refusal::Http2GoAway),
-            1024,
+            proxy::listener::CallerConnections::default(),
         )
         .await
         .unwrap();
@@ -372,8 +372,8 @@ impl TestProxy {
 /// A memory budget of the proxy's default size, for servers a test builds itself.
 pub fn test_budget() -> Arc<MemoryBudget> {
     MemoryBudget::new(
-        temporal_codec_proxy::proxy::forward::DEFAULT_MAX_BUFFERED_BYTES,
-        temporal_codec_proxy::proxy::forward::DEFAULT_BUFFER_WAIT,
+        temporal_codec_proxy::memory_budget::DEFAULT_MAX_BUFFERED_BYTES,
+        temporal_codec_proxy::memory_budget::DEFAULT_BUFFER_WAIT,
     )
 }
 
