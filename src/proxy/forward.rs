@@ -246,7 +246,7 @@ impl Forwarder {
                 let mut permit = self.budget.permit();
                 let message = self.read_unary_request(body, encoding, &mut permit).await?;
                 let codec_started = Instant::now();
-                let namespace = request_namespace(&parts.headers, method, &message);
+                let namespace = request_namespace(&parts.headers, method, &message)?;
                 if !parts.headers.contains_key(TEMPORAL_NAMESPACE)
                     && let Ok(value) = HeaderValue::from_str(&namespace)
                     && !namespace.is_empty()
@@ -578,22 +578,33 @@ fn key_status(schema: &Schema, direction: Direction, message_type: MessageIndex,
 }
 
 /// The call's namespace: the `temporal-namespace` header current SDKs send, else the
-/// request's own `namespace` field.
-fn request_namespace(headers: &HeaderMap, method: Option<&MethodSchema>, message: &[u8]) -> String {
-    if let Some(namespace) = headers.get(TEMPORAL_NAMESPACE).and_then(|v| v.to_str().ok()) {
-        return namespace.to_owned();
-    }
-    let Some(field) = method.and_then(|m| m.namespace_field) else {
-        return String::new();
-    };
-    let mut reader = FieldReader::new(message);
-    let mut namespace = String::new();
-    while let Ok(Some(found)) = reader.next_field() {
-        if found.number == field && found.wire_type == WIRE_LEN {
-            namespace = String::from_utf8_lossy(found.content).into_owned();
+/// request's own `namespace` field. When both name one they must agree: the server acts on
+/// the field while keys and credentials may follow the header, so a call naming two
+/// namespaces is refused before anything is sent.
+fn request_namespace(headers: &HeaderMap, method: Option<&MethodSchema>, message: &[u8]) -> Result<String, Status> {
+    let from_field = method.and_then(|m| m.namespace_field).map(|field| {
+        let mut reader = FieldReader::new(message);
+        let mut namespace = String::new();
+        while let Ok(Some(found)) = reader.next_field() {
+            if found.number == field && found.wire_type == WIRE_LEN {
+                namespace = String::from_utf8_lossy(found.content).into_owned();
+            }
         }
+        namespace
+    });
+    let Some(header) = headers.get(TEMPORAL_NAMESPACE) else {
+        return Ok(from_field.unwrap_or_default());
+    };
+    let header = header
+        .to_str()
+        .map_err(|_| Status::invalid_argument("the temporal-namespace header is not text"))?;
+    match from_field {
+        Some(field) if !field.is_empty() && field != header => Err(Status::invalid_argument(format!(
+            "the temporal-namespace header names namespace {header:?} but the request's namespace \
+             field names {field:?}; nothing was sent upstream"
+        ))),
+        _ => Ok(header.to_owned()),
     }
-    namespace
 }
 
 fn content_type(headers: &HeaderMap) -> String {

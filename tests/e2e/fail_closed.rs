@@ -237,6 +237,41 @@ async fn a_content_type_other_than_protobuf_is_refused_and_nothing_is_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_header_and_body_name_different_namespaces_is_refused_and_nothing_is_sent() {
+    let proxy = TestProxy::start(&dev_server().address, &[("namespace-key", random_key())]).await;
+    let workflow_id = unique("two-namespaces");
+    let body = encode_frame(&start_request(&workflow_id, json_payload("\"secret\"")).encode_to_vec());
+    let (headers, _) = call_with_body(
+        &proxy.address(),
+        START_WORKFLOW,
+        &[("temporal-namespace", "default")],
+        body.clone(),
+    )
+    .await;
+    let status = tonic::Status::from_header_map(&headers).unwrap();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("\"default\"") && status.message().contains(FAULTS_NAMESPACE),
+        "{status:?}"
+    );
+    assert!(!reached_the_server(&workflow_id).await);
+    let (headers, _) = call_with_body(
+        &proxy.address(),
+        START_WORKFLOW,
+        &[("temporal-namespace", FAULTS_NAMESPACE)],
+        body,
+    )
+    .await;
+    let status = tonic::Status::from_header_map(&headers);
+    assert!(status.as_ref().is_none_or(|status| status.code() == Code::Ok), "{status:?}");
+    assert!(
+        reached_the_server(&workflow_id).await,
+        "a call whose namespaces agree goes through"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gzip_request_of_several_members_is_read_whole_and_encrypted() {
     let proxy = TestProxy::start(&dev_server().address, &[("gzip-members-key", random_key())]).await;
     let workflow_id = unique("gzip-members");
