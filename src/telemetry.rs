@@ -319,35 +319,39 @@ impl prometheus_client::collector::Collector for OverloadCollector {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(value).encode(metric)?;
         }
-        let mut open = encoder.encode_descriptor(
-            "listener_connections",
-            "Connections each listener is serving now",
-            None,
-            MetricType::Gauge,
-        )?;
-        for listener in &self.listeners {
-            let labels = [("listener", listener.listener())];
-            ConstGauge::new(i64::try_from(listener.open()).unwrap_or(i64::MAX)).encode(open.encode_family(&labels)?)?;
-        }
-        let mut limit = encoder.encode_descriptor(
-            "listener_connections_limit",
-            "Connections each listener serves at most (--max-connections, --codec-max-connections)",
-            None,
-            MetricType::Gauge,
-        )?;
-        for listener in &self.listeners {
-            let labels = [("listener", listener.listener())];
-            ConstGauge::new(i64::try_from(listener.max()).unwrap_or(i64::MAX)).encode(limit.encode_family(&labels)?)?;
-        }
-        let mut refused = encoder.encode_descriptor(
-            "listener_connections_refused",
-            "Connections each listener turned away because it was at its limit",
-            None,
-            MetricType::Counter,
-        )?;
-        for listener in &self.listeners {
-            let labels = [("listener", listener.listener())];
-            ConstCounter::new(listener.refused()).encode(refused.encode_family(&labels)?)?;
+        type ListenerFigure = fn(&ConnectionCap) -> u64;
+        let per_listener: [(&str, &str, MetricType, ListenerFigure); 3] = [
+            (
+                "listener_connections",
+                "Connections each listener is serving now",
+                MetricType::Gauge,
+                |listener| listener.open() as u64,
+            ),
+            (
+                "listener_connections_limit",
+                "Connections each listener serves at most (--max-connections, --codec-max-connections)",
+                MetricType::Gauge,
+                |listener| listener.max() as u64,
+            ),
+            (
+                "listener_connections_refused",
+                "Connections each listener turned away because it was at its limit",
+                MetricType::Counter,
+                ConnectionCap::refused,
+            ),
+        ];
+        for (name, help, kind, figure) in per_listener {
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for listener in &self.listeners {
+                let labels = [("listener", listener.listener())];
+                let metric = family.encode_family(&labels)?;
+                let value = figure(listener);
+                if matches!(kind, MetricType::Counter) {
+                    ConstCounter::new(value).encode(metric)?;
+                } else {
+                    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(metric)?;
+                }
+            }
         }
         Ok(())
     }

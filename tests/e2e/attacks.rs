@@ -87,6 +87,17 @@ pub async fn connect(addr: SocketAddr, window: u32) -> Result<SendRequest<Bytes>
     Ok(client)
 }
 
+/// Opens up to `count` connections with the default window; those refused are left out.
+async fn connect_many(addr: SocketAddr, count: usize) -> Vec<SendRequest<Bytes>> {
+    let mut clients = Vec::with_capacity(count);
+    for _ in 0..count {
+        if let Ok(client) = connect(addr, DEFAULT_WINDOW).await {
+            clients.push(client);
+        }
+    }
+    clients
+}
+
 fn grpc_request(addr: SocketAddr, path: &str, gzip: bool) -> http::Request<()> {
     let mut request = http::Request::post(format!("http://{addr}{path}"))
         .header("content-type", "application/grpc")
@@ -269,12 +280,7 @@ pub async fn slow_uploads(
     pause: Duration,
 ) -> HeldAttack {
     let mut attack = HeldAttack::new();
-    let mut clients = Vec::new();
-    for _ in 0..connections {
-        if let Ok(client) = connect(addr, DEFAULT_WINDOW).await {
-            clients.push(client);
-        }
-    }
+    let clients = connect_many(addr, connections).await;
     if clients.is_empty() {
         return attack;
     }
@@ -303,12 +309,7 @@ pub async fn slow_uploads(
 /// `count` history reads over `connections` connections whose answers are never read.
 pub async fn stalled_history_readers(addr: SocketAddr, count: usize, connections: usize) -> HeldAttack {
     let mut attack = HeldAttack::new();
-    let mut clients = Vec::new();
-    for _ in 0..connections {
-        if let Ok(client) = connect(addr, DEFAULT_WINDOW).await {
-            clients.push(client);
-        }
-    }
+    let clients = connect_many(addr, connections).await;
     if clients.is_empty() {
         return attack;
     }

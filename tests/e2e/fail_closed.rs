@@ -263,7 +263,10 @@ async fn a_call_whose_header_and_body_name_different_namespaces_is_refused_and_n
     )
     .await;
     let status = tonic::Status::from_header_map(&headers);
-    assert!(status.as_ref().is_none_or(|status| status.code() == Code::Ok), "{status:?}");
+    assert!(
+        status.as_ref().is_none_or(|status| status.code() == Code::Ok),
+        "{status:?}"
+    );
     assert!(
         reached_the_server(&workflow_id).await,
         "a call whose namespaces agree goes through"
