@@ -229,6 +229,16 @@ impl prometheus_client::collector::Collector for CodecCollector {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(value.load(Ordering::Relaxed)).encode(metric)?;
         }
+        let mut by_key = encoder.encode_descriptor(
+            "static_key_encryptions",
+            "Payloads this process encrypted with each static key (one key should encrypt at most 2^32 in all)",
+            None,
+            MetricType::Counter,
+        )?;
+        for key in self.codec.keyring().keys() {
+            let labels = [("key", key.id())];
+            ConstCounter::new(key.encryptions()).encode(by_key.encode_family(&labels)?)?;
+        }
         let Some(kms) = self.codec.kms() else {
             return Ok(());
         };

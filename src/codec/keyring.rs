@@ -3,16 +3,24 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use zeroize::Zeroizing;
 
 pub const KEY_BYTES: usize = 32;
 
+/// Encryptions by one key past which a warning is logged, and again at each further multiple:
+/// with random 96-bit nonces a key should encrypt at most 2^32 payloads in all, and a fleet
+/// sharing a static key reaches that together.
+pub const ENCRYPTIONS_WARNING_STEP: u64 = 1 << 30;
+
 /// One named AES-256-GCM key. The key schedule lives inside aws-lc, which wipes it on drop.
 pub struct DataKey {
     id: String,
     key: LessSafeKey,
+    /// Payloads this process has encrypted with the key.
+    encryptions: AtomicU64,
 }
 
 impl DataKey {
@@ -31,11 +39,24 @@ impl DataKey {
         Ok(Self {
             id,
             key: LessSafeKey::new(unbound),
+            encryptions: AtomicU64::new(0),
         })
     }
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Payloads this process has encrypted with the key.
+    pub fn encryptions(&self) -> u64 {
+        self.encryptions.load(Ordering::Relaxed)
+    }
+
+    /// Counts `payloads` more encryptions; true when the total has just passed a multiple of
+    /// [`ENCRYPTIONS_WARNING_STEP`].
+    pub(crate) fn count_encryptions(&self, payloads: u64) -> bool {
+        let before = self.encryptions.fetch_add(payloads, Ordering::Relaxed);
+        passes_a_warning_step(before, before.saturating_add(payloads))
     }
 
     pub(crate) fn aead(&self) -> &LessSafeKey {
@@ -47,6 +68,10 @@ impl fmt::Debug for DataKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DataKey").field("id", &self.id).finish_non_exhaustive()
     }
+}
+
+fn passes_a_warning_step(before: u64, after: u64) -> bool {
+    before / ENCRYPTIONS_WARNING_STEP != after / ENCRYPTIONS_WARNING_STEP
 }
 
 /// Keys by id; the first key given is the one new payloads are encrypted with.
@@ -106,7 +131,34 @@ impl Keyring {
             .map(|key| &**key)
     }
 
+    /// Every key held, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &DataKey> {
+        self.by_id.values().map(|key| &**key)
+    }
+
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.by_id.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_warning_is_due_each_time_the_count_passes_a_step() {
+        assert!(!passes_a_warning_step(0, ENCRYPTIONS_WARNING_STEP - 1));
+        assert!(passes_a_warning_step(
+            ENCRYPTIONS_WARNING_STEP - 1,
+            ENCRYPTIONS_WARNING_STEP
+        ));
+        assert!(!passes_a_warning_step(
+            ENCRYPTIONS_WARNING_STEP,
+            2 * ENCRYPTIONS_WARNING_STEP - 1
+        ));
+        assert!(passes_a_warning_step(
+            2 * ENCRYPTIONS_WARNING_STEP - 3,
+            2 * ENCRYPTIONS_WARNING_STEP + 5
+        ));
     }
 }

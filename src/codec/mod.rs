@@ -344,6 +344,16 @@ impl Codec {
                 counter.fetch_add(value, Ordering::Relaxed);
             }
         }
+        if encryptor.wrapped.is_none() && encryptor.payloads > 0 && encryptor.key.count_encryptions(encryptor.payloads)
+        {
+            tracing::warn!(
+                key = encryptor.key.id(),
+                encryptions = encryptor.key.encryptions(),
+                "this static key has encrypted another 2^30 payloads in this process; with random \
+                 96-bit nonces one key should encrypt at most 2^32 in all, across every process \
+                 that shares it: put a new key first to rotate, or use KMS data keys"
+            );
+        }
         if encryptor.encrypted_again > 0 {
             tracing::debug!(
                 payloads = encryptor.encrypted_again,

@@ -1,5 +1,7 @@
 //! Tests of the samples format against Temporal's vectors and an independent AES-GCM.
 
+use std::collections::HashMap;
+
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
@@ -181,6 +183,20 @@ fn tampered_ciphertext_under_a_held_key_fails_naming_the_key() {
         codec.decode(payload_type(), &encrypted.encode_to_vec()),
         Err(WalkError::Authentication { .. })
     ));
+}
+
+#[test]
+fn encryptions_are_counted_for_the_static_key_that_made_them() {
+    let codec = codec_with(&[("2026", &[2u8; 32]), ("2025", &[1u8; 32])]);
+    for _ in 0..3 {
+        codec.encode(payload_type(), &json_payload("\"counted\"")).unwrap();
+    }
+    let counts: HashMap<&str, u64> = codec
+        .keyring()
+        .keys()
+        .map(|key| (key.id(), key.encryptions()))
+        .collect();
+    assert_eq!(counts, HashMap::from([("2026", 3), ("2025", 0)]));
 }
 
 #[test]

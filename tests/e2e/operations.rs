@@ -210,6 +210,11 @@ async fn admin_endpoints_show_real_figures_and_readiness_follows_the_upstream() 
     assert_eq!(sample(&after, &started_ok), Some(3.0), "{after}");
     assert!(sample(&after, "temporal_codec_proxy_payloads_encrypted_total").unwrap() >= 3.0);
     assert!(sample(&after, "temporal_codec_proxy_payload_bytes_encrypted_total").unwrap() > 0.0);
+    assert_eq!(
+        sample(&after, "temporal_codec_proxy_static_key_encryptions_total{key=\"ops\"}"),
+        sample(&after, "temporal_codec_proxy_payloads_encrypted_total"),
+        "every encryption is counted for the key that made it"
+    );
     let method_label = format!("{{method=\"{START_WORKFLOW}\"}}");
     for histogram in [
         "temporal_codec_proxy_rpc_upstream_duration_seconds_count",
