@@ -260,10 +260,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES, value_parser = parse_message_limit, value_name = "BYTES")]
     pub max_message_bytes: usize,
 
-    /// Total bytes of messages the gRPC listener holds in memory at once to rewrite their
-    /// payloads, across all calls; about a third of the container's memory limit is a good
-    /// size. A call that would pass it waits up to --buffer-wait, then fails with
-    /// RESOURCE_EXHAUSTED. Calls whose messages are under 64 KiB are never refused for it.
+    /// Total bytes of messages the gRPC listener and the codec server together hold in memory
+    /// at once to rewrite their payloads; about half the container's memory limit (what the
+    /// Helm chart sets). A call that would pass it waits up to --buffer-wait, then fails with
+    /// RESOURCE_EXHAUSTED (503 on the codec server). Calls under 64 KiB are never refused for it.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_MAX_BUFFERED_BYTES", default_value_t = crate::memory_budget::DEFAULT_MAX_BUFFERED_BYTES, value_name = "BYTES")]
     pub max_buffered_bytes: usize,
 

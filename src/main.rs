@@ -76,10 +76,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// One thread that runs every task when the proxy may use one CPU (a sidecar's usual
-/// limit, or an affinity mask): the multi-threaded scheduler's hand-offs and wake-ups cost
-/// CPU time there and buy nothing. One worker per CPU otherwise. Large messages go to the
-/// blocking pool either way.
 /// The open-file limit assumed when it cannot be read: Linux's usual default.
 const FALLBACK_OPEN_FILES: u64 = 1024;
 
@@ -126,6 +122,10 @@ fn spawn_periodic_memory_return() {
     });
 }
 
+/// One thread that runs every task when the proxy may use one CPU (a sidecar's usual
+/// limit, or an affinity mask): the multi-threaded scheduler's hand-offs and wake-ups cost
+/// CPU time there and buy nothing. One worker per CPU otherwise. Large messages go to the
+/// blocking pool either way.
 fn build_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let (scheduler, mut builder) = if cpus == 1 {
@@ -211,17 +211,13 @@ async fn serve(args: ServeArgs, open_files: u64) -> Result<(), Box<dyn std::erro
         "gRPC",
         "--max-connections",
         connection_limits.grpc,
-        proxy::listener::refusal(listener_tls.is_some()),
+        Refusal::Http2GoAway.unless_tls(listener_tls.is_some()),
     );
     let codec_cap = ConnectionCap::new(
         "codec-server",
         "--codec-max-connections",
         connection_limits.codec,
-        if codec_server_settings.tls.is_some() {
-            Refusal::Close
-        } else {
-            Refusal::Http1Unavailable
-        },
+        Refusal::Http1Unavailable.unless_tls(codec_server_settings.tls.is_some()),
     );
     let kms_settings = args.kms()?;
     let keyring = if args.keys.is_empty() {

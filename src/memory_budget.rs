@@ -212,6 +212,14 @@ impl BudgetPermit {
         }
     }
 
+    /// Grows the permit to `bytes` if it holds less, as [`BudgetPermit::grow`] does.
+    pub async fn hold_at_least(&mut self, bytes: usize) -> Result<(), BudgetExhausted> {
+        match bytes.checked_sub(self.bytes) {
+            Some(more) if more > 0 => self.grow(more).await,
+            _ => Ok(()),
+        }
+    }
+
     /// Sets the permit to `bytes` already in memory (a rewritten message), without waiting:
     /// the memory exists, and the budget counts it until it is written out.
     pub fn resize_to_held(&mut self, bytes: usize) {

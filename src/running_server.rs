@@ -40,6 +40,13 @@ pub enum Refusal {
     Close,
 }
 
+impl Refusal {
+    /// This refusal on a plaintext listener; on a TLS one, a close.
+    pub fn unless_tls(self, tls: bool) -> Self {
+        if tls { Self::Close } else { self }
+    }
+}
+
 /// A listener's cap on connections and what it counts about them.
 #[derive(Debug)]
 pub struct ConnectionCap {

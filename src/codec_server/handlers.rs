@@ -228,7 +228,7 @@ async fn read_body(
     };
     // The declared size is taken from the budget before any of the body is read.
     if let Some(declared) = declared {
-        tokio::time::timeout_at(deadline, permit.grow(declared))
+        tokio::time::timeout_at(deadline, permit.hold_at_least(declared))
             .await
             .map_err(|_| timed_out())?
             .map_err(budget_error)?;
@@ -250,12 +250,10 @@ async fn read_body(
         if total > limit {
             return Err(too_large());
         }
-        if let Some(more) = total.checked_sub(permit.bytes()).filter(|&more| more > 0) {
-            tokio::time::timeout_at(deadline, permit.grow(more))
-                .await
-                .map_err(|_| timed_out())?
-                .map_err(budget_error)?;
-        }
+        tokio::time::timeout_at(deadline, permit.hold_at_least(total))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(budget_error)?;
         collected.extend_from_slice(&data);
     }
     Ok(collected.freeze())

@@ -64,7 +64,7 @@ where
     let mut trailers = None;
     loop {
         while let Some(prefix) = read_prefix(&pending, encoding, limit)? {
-            hold_at_least(permit, decoded_bytes + prefix.frame_len()).await?;
+            permit.hold_at_least(decoded_bytes + prefix.frame_len()).await?;
             if pending.len() < prefix.frame_len() {
                 pending.reserve(prefix.frame_len() - pending.len());
                 break;
@@ -93,7 +93,7 @@ where
         let Some(frame) = next else { break };
         match frame.map_err(|error| ReadError::Body(error.into()))?.into_data() {
             Ok(data) => {
-                hold_at_least(permit, decoded_bytes + pending.len() + data.len()).await?;
+                permit.hold_at_least(decoded_bytes + pending.len() + data.len()).await?;
                 pending.extend_from_slice(&data);
             }
             Err(frame) => trailers = frame.into_trailers().ok(),
@@ -104,14 +104,6 @@ where
     }
     permit.resize_to_held(decoded_bytes);
     Ok(ReadMessages { messages, trailers })
-}
-
-/// Grows `permit` to `bytes` if it holds less.
-pub async fn hold_at_least(permit: &mut BudgetPermit, bytes: usize) -> Result<(), BudgetExhausted> {
-    match bytes.checked_sub(permit.bytes()) {
-        Some(more) if more > 0 => permit.grow(more).await,
-        _ => Ok(()),
-    }
 }
 
 /// Inflates `compressed`, taking budget for each step's output before it is written;
@@ -127,7 +119,7 @@ async fn inflate(
     loop {
         if out.capacity() - out.len() < INFLATE_STEP {
             let capacity = (out.capacity() * 2).max(out.len() + INFLATE_STEP).min(limit + 1);
-            hold_at_least(permit, held + capacity).await?;
+            permit.hold_at_least(held + capacity).await?;
             out.reserve_exact(capacity.saturating_sub(out.len()));
         }
         if inflater.step(&mut out, INFLATE_STEP)? {

@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::coalescing_io::CoalescingIo;
 use super::forward::{Caller, Forwarder};
-use crate::running_server::{ConnectionCap, Refusal, RunningServer, tls_handshake};
+use crate::running_server::{ConnectionCap, RunningServer, tls_handshake};
 
 /// HTTP/2 receive windows of callers' connections. They bound what a caller can park in the
 /// proxy's memory that the budget does not yet count: bytes of a call still waiting for
@@ -40,12 +40,6 @@ impl Default for CallerConnections {
             keepalive_timeout: super::upstream::KEEP_ALIVE_TIMEOUT,
         }
     }
-}
-
-/// How a listener turns away a connection past its cap: plaintext gRPC clients understand a
-/// GOAWAY, while a TLS client can be told nothing before a handshake.
-pub fn refusal(tls: bool) -> Refusal {
-    if tls { Refusal::Close } else { Refusal::Http2GoAway }
 }
 
 /// Binds `listen` and serves calls through `forwarder` until shut down, over TLS when
