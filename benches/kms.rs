@@ -7,8 +7,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
-use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
-use temporal_codec_proxy::keys::kms::{DataKeyLimits, KmsKeySelector, KmsKeys, KmsSettings};
+use std::sync::Arc;
+use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring, ProviderKeys};
+use temporal_codec_proxy::keys::KeySelector;
+use temporal_codec_proxy::keys::aws_kms::{AwsKms, AwsKmsSettings};
+use temporal_codec_proxy::keys::cache::{CacheSettings, CachedKeys, DataKeyLimits};
 use temporal_codec_proxy::payload::schema::Schema;
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
 
@@ -57,20 +60,29 @@ async fn main() {
     }
     .encode_to_vec();
     let codec = || async {
-        let kms = KmsKeys::new(KmsSettings {
-            selector: KmsKeySelector::Fixed(key_id.clone()),
+        let client = AwsKms::new(&AwsKmsSettings {
             endpoint: Some(endpoint.clone()),
             region: None,
-            limits: DataKeyLimits {
-                max_age: Duration::from_secs(300),
-                max_payloads: 1_000_000,
-                max_bytes: 64 << 30,
-            },
-            decrypt_cache_ttl: Duration::from_secs(3600),
-            decrypt_cache_capacity: 10_000,
         })
         .await;
-        Codec::with_kms(Keyring::empty(), kms, EncryptionPolicy::default())
+        let cache = CachedKeys::new(
+            Arc::new(client),
+            CacheSettings {
+                limits: DataKeyLimits {
+                    max_age: Duration::from_secs(300),
+                    max_payloads: 1_000_000,
+                    max_bytes: 64 << 30,
+                },
+                decrypt_cache_ttl: Duration::from_secs(3600),
+                decrypt_cache_capacity: 10_000,
+            },
+        );
+        let selector = KeySelector::Fixed(key_id.clone());
+        Codec::with_provider(
+            Keyring::empty(),
+            ProviderKeys { cache, selector },
+            EncryptionPolicy::default(),
+        )
     };
 
     // Cold: a fresh proxy's first payload pays for the KMS call.
@@ -120,8 +132,20 @@ async fn main() {
             .unwrap();
     }
     let warm_decrypt = started.elapsed();
-    let generate_calls = warm.kms().unwrap().stats().generate_data_key_ok.load(Ordering::Relaxed);
-    let decrypt_calls = reader.kms().unwrap().stats().decrypt_ok.load(Ordering::Relaxed);
+    let generate_calls = warm
+        .provider()
+        .unwrap()
+        .cache
+        .stats()
+        .generate_ok
+        .load(Ordering::Relaxed);
+    let decrypt_calls = reader
+        .provider()
+        .unwrap()
+        .cache
+        .stats()
+        .unwrap_ok
+        .load(Ordering::Relaxed);
 
     // The sample's approach: a GenerateDataKey for every payload, a Decrypt for every payload.
     let started = Instant::now();

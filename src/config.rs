@@ -15,7 +15,9 @@ use crate::auth::jwt::{self, JwtSettings, JwtVerifier, TokenSource};
 use crate::auth::{Authenticator, RoleSource};
 use crate::codec::EncryptionPolicy;
 use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS, tls};
-use crate::keys::kms::{DataKeyLimits, KmsKeySelector, KmsSettings, MAX_PAYLOADS_PER_DATA_KEY};
+use crate::keys::KeySelector;
+use crate::keys::aws_kms::AwsKmsSettings;
+use crate::keys::cache::{CacheSettings, DataKeyLimits, MAX_PAYLOADS_PER_DATA_KEY};
 use crate::memory_budget::MemoryBudget;
 use crate::payload::schema::Schema;
 use crate::proxy::forward::{CallerPolicy, UpstreamCredentials};
@@ -805,10 +807,10 @@ impl ServeArgs {
     }
 
     /// KMS settings when a KMS key or key template is given.
-    pub fn kms(&self) -> Result<Option<KmsSettings>, String> {
+    pub fn kms(&self) -> Result<Option<KmsConfig>, String> {
         let selector = match (&self.kms_key, &self.kms_key_template) {
-            (Some(key), _) => KmsKeySelector::Fixed(key.clone()),
-            (None, Some(template)) if template.contains("{namespace}") => KmsKeySelector::Template(template.clone()),
+            (Some(key), _) => KeySelector::Fixed(key.clone()),
+            (None, Some(template)) if template.contains("{namespace}") => KeySelector::Template(template.clone()),
             (None, Some(template)) => {
                 return Err(format!(
                     "--kms-key-template {template:?} has no {{namespace}} placeholder"
@@ -821,17 +823,21 @@ impl ServeArgs {
                 "--kms-data-key-max-payloads must be between 1 and {MAX_PAYLOADS_PER_DATA_KEY} (random nonces)"
             ));
         }
-        Ok(Some(KmsSettings {
+        Ok(Some(KmsConfig {
             selector,
-            endpoint: self.kms_endpoint.clone(),
-            region: self.kms_region.clone(),
-            limits: DataKeyLimits {
-                max_age: self.kms_data_key_max_age,
-                max_payloads: self.kms_data_key_max_payloads,
-                max_bytes: self.kms_data_key_max_bytes,
+            client: AwsKmsSettings {
+                endpoint: self.kms_endpoint.clone(),
+                region: self.kms_region.clone(),
             },
-            decrypt_cache_ttl: self.kms_decrypt_cache_ttl,
-            decrypt_cache_capacity: self.kms_decrypt_cache_capacity,
+            cache: CacheSettings {
+                limits: DataKeyLimits {
+                    max_age: self.kms_data_key_max_age,
+                    max_payloads: self.kms_data_key_max_payloads,
+                    max_bytes: self.kms_data_key_max_bytes,
+                },
+                decrypt_cache_ttl: self.kms_decrypt_cache_ttl,
+                decrypt_cache_capacity: self.kms_decrypt_cache_capacity,
+            },
         }))
     }
 
@@ -862,6 +868,14 @@ const RESERVED_FILE_DESCRIPTORS: usize = 256;
 const MIN_GRPC_CONNECTIONS: usize = 64;
 
 /// How many connections each listener serves at once.
+/// AWS KMS as the configuration names it: which key, where KMS is, how data keys are cached.
+#[derive(Debug, Clone)]
+pub struct KmsConfig {
+    pub selector: KeySelector,
+    pub client: AwsKmsSettings,
+    pub cache: CacheSettings,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     pub grpc: usize,

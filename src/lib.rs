@@ -7,6 +7,7 @@ pub mod codec;
 pub mod codec_server;
 pub mod config;
 pub mod config_file;
+pub mod error;
 pub mod json_nesting;
 pub mod keys;
 pub mod memory_budget;

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
+use temporal_codec_proxy::codec::ProviderKeys;
 use temporal_codec_proxy::codec::{Codec, Keyring};
 use temporal_codec_proxy::config::{Cli, Command, ServeArgs, describe_effective};
 use temporal_codec_proxy::config_file::{self, WithFile};
-use temporal_codec_proxy::keys::kms::KmsKeys;
+use temporal_codec_proxy::keys::aws_kms::AwsKms;
+use temporal_codec_proxy::keys::cache::CachedKeys;
 use temporal_codec_proxy::running_server::{ConnectionCap, Refusal};
 use temporal_codec_proxy::telemetry::{self, Metrics};
 use temporal_codec_proxy::{admin, codec_server, keys, proxy};
@@ -227,10 +229,14 @@ async fn serve(args: ServeArgs, open_files: u64) -> Result<(), Box<dyn std::erro
     };
     let key_count = keyring.ids().count();
     let codec = match kms_settings {
-        Some(settings) => {
-            tracing::info!(key = ?settings.selector, static_keys = key_count, "encrypting with AWS KMS data keys");
+        Some(kms) => {
+            tracing::info!(key = ?kms.selector, static_keys = key_count, "encrypting with AWS KMS data keys");
+            let provider = ProviderKeys {
+                cache: CachedKeys::new(Arc::new(AwsKms::new(&kms.client).await), kms.cache),
+                selector: kms.selector,
+            };
             Arc::new(
-                Codec::with_kms(keyring, KmsKeys::new(settings).await, args.policy())
+                Codec::with_provider(keyring, provider, args.policy())
                     .with_message_limit(args.max_message_bytes)
                     .with_schema(schema),
             )

@@ -239,39 +239,50 @@ impl prometheus_client::collector::Collector for CodecCollector {
             let labels = [("key", key.id())];
             ConstCounter::new(key.encryptions()).encode(by_key.encode_family(&labels)?)?;
         }
-        let Some(kms) = self.codec.kms() else {
+        let Some(provider) = self.codec.provider() else {
             return Ok(());
         };
-        let kms = kms.stats();
+        let cache = &provider.cache;
+        let stats = cache.stats();
+        let operations = cache.operations();
         let mut calls = encoder.encode_descriptor(
-            "kms_calls",
-            "Calls to AWS KMS, by operation and result",
+            "key_provider_calls",
+            "Calls to the key provider, by provider, operation and result (other_key: the wrapped key is under another key than the namespace's)",
             None,
             MetricType::Counter,
         )?;
         for (operation, result, value) in [
-            ("GenerateDataKey", "ok", &kms.generate_data_key_ok),
-            ("GenerateDataKey", "error", &kms.generate_data_key_failed),
-            ("Decrypt", "ok", &kms.decrypt_ok),
-            ("Decrypt", "error", &kms.decrypt_failed),
+            (operations.generate, "ok", &stats.generate_ok),
+            (operations.generate, "error", &stats.generate_failed),
+            (operations.unwrap, "ok", &stats.unwrap_ok),
+            (operations.unwrap, "error", &stats.unwrap_failed),
+            (operations.unwrap, "other_key", &stats.unwrap_other_key),
         ] {
-            let labels = [("operation", operation), ("result", result)];
+            let labels = [
+                ("provider", cache.provider_name()),
+                ("operation", operation),
+                ("result", result),
+            ];
             ConstCounter::new(value.load(Ordering::Relaxed)).encode(calls.encode_family(&labels)?)?;
         }
-        let mut cache = encoder.encode_descriptor(
-            "kms_data_key_cache_lookups",
-            "Data key cache look-ups, by cache and outcome",
+        let mut lookups = encoder.encode_descriptor(
+            "data_key_cache_lookups",
+            "Data key cache look-ups, by provider, cache and outcome",
             None,
             MetricType::Counter,
         )?;
         for (cache_name, outcome, value) in [
-            ("encryption", "hit", &kms.encryption_cache_hits),
-            ("encryption", "miss", &kms.encryption_cache_misses),
-            ("decryption", "hit", &kms.decryption_cache_hits),
-            ("decryption", "miss", &kms.decryption_cache_misses),
+            ("encryption", "hit", &stats.encryption_cache_hits),
+            ("encryption", "miss", &stats.encryption_cache_misses),
+            ("decryption", "hit", &stats.decryption_cache_hits),
+            ("decryption", "miss", &stats.decryption_cache_misses),
         ] {
-            let labels = [("cache", cache_name), ("outcome", outcome)];
-            ConstCounter::new(value.load(Ordering::Relaxed)).encode(cache.encode_family(&labels)?)?;
+            let labels = [
+                ("provider", cache.provider_name()),
+                ("cache", cache_name),
+                ("outcome", outcome),
+            ];
+            ConstCounter::new(value.load(Ordering::Relaxed)).encode(lookups.encode_family(&labels)?)?;
         }
         Ok(())
     }

@@ -1,21 +1,22 @@
 //! The payload codec: encrypts request payloads and decrypts response payloads of whole messages.
 
-pub mod keyring;
 pub mod samples_format;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use crate::keys::{DataKey, Keyring, KeyringError};
 use crate::payload::schema::{FieldClass, MessageIndex, Schema};
 use crate::payload::view::{PayloadView, holds_payload};
 use crate::payload::walker::{FailureTexts, REQUEST_MAX_DEPTH};
 use crate::payload::{PayloadTransformer, WalkError, rewrite};
-pub use keyring::{DataKey, Keyring, KeyringError};
 use prost::Message as _;
 use temporalio_protos::temporal::api::common::v1::Payload;
 
-use crate::keys::kms::{KmsError, KmsKeys, LeasedKey};
+use crate::keys::cache::{CachedKeys, LeasedKey};
+use crate::keys::provider::ProviderError;
+use crate::keys::{KeySelector, NoNamespace};
 
 /// Messages at least this large are rewritten on the blocking pool, so one big history
 /// does not hold up the other calls sharing a reactor thread; smaller ones are cheaper
@@ -92,30 +93,31 @@ pub struct CodecStats {
 #[derive(Clone)]
 pub enum EncryptionKey {
     Static(Arc<DataKey>),
-    Kms(Arc<LeasedKey>),
+    /// A data key from a key provider, written with its wrapped form.
+    Provided(Arc<LeasedKey>),
 }
 
 impl EncryptionKey {
     fn data_key(&self) -> &DataKey {
         match self {
             Self::Static(key) => key,
-            Self::Kms(leased) => &leased.key,
+            Self::Provided(leased) => &leased.key,
         }
     }
 
     fn wrapped(&self) -> Option<&[u8]> {
         match self {
             Self::Static(_) => None,
-            Self::Kms(leased) => Some(leased.wrapped.as_bytes()),
+            Self::Provided(leased) => Some(leased.wrapped.as_bytes()),
         }
     }
 }
 
-/// KMS data keys unwrapped for one message, by their base64 `data_key_encrypted`.
+/// Provider data keys unwrapped for one message, by their base64 `data_key_encrypted`.
 pub type ResolvedKeys = HashMap<Vec<u8>, Arc<DataKey>>;
 
 /// The keys one message needs, resolved before the CPU work: the key to encrypt with, or
-/// the KMS data keys to decrypt with.
+/// the provider data keys to decrypt with.
 pub enum MessageKeys {
     Encryption(EncryptionKey),
     Decryption(ResolvedKeys),
@@ -125,17 +127,25 @@ pub enum MessageKeys {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error(transparent)]
-    Kms(#[from] KmsError),
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    NoNamespace(#[from] NoNamespace),
     #[error("no encryption key: configure --key or --kms-key")]
     NoKey,
     #[error(transparent)]
     Walk(#[from] WalkError),
 }
 
-/// Encrypts and decrypts every payload of a message: static keys, AWS KMS, or both.
+/// Data keys from a key provider, and which provider key each namespace uses.
+pub struct ProviderKeys {
+    pub cache: CachedKeys,
+    pub selector: KeySelector,
+}
+
+/// Encrypts and decrypts every payload of a message: static keys, a key provider, or both.
 pub struct Codec {
     keyring: Keyring,
-    kms: Option<KmsKeys>,
+    provider: Option<ProviderKeys>,
     policy: EncryptionPolicy,
     stats: CodecStats,
     /// Largest message a rewrite may produce.
@@ -149,7 +159,10 @@ impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Codec")
             .field("keyring", &self.keyring)
-            .field("kms", &self.kms.is_some())
+            .field(
+                "provider",
+                &self.provider.as_ref().map(|keys| keys.cache.provider_name()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -158,7 +171,7 @@ impl Codec {
     pub fn new(keyring: Keyring, policy: EncryptionPolicy) -> Self {
         Self {
             keyring,
-            kms: None,
+            provider: None,
             policy,
             stats: CodecStats::default(),
             max_message_bytes: usize::MAX,
@@ -187,10 +200,11 @@ impl Codec {
         self
     }
 
-    /// A codec that encrypts with KMS data keys and still decrypts the static keyring's payloads.
-    pub fn with_kms(keyring: Keyring, kms: KmsKeys, policy: EncryptionPolicy) -> Self {
+    /// A codec that encrypts with a provider's data keys and still decrypts the static
+    /// keyring's payloads.
+    pub fn with_provider(keyring: Keyring, provider: ProviderKeys, policy: EncryptionPolicy) -> Self {
         Self {
-            kms: Some(kms),
+            provider: Some(provider),
             ..Self::new(keyring, policy)
         }
     }
@@ -199,20 +213,24 @@ impl Codec {
         &self.keyring
     }
 
-    pub fn kms(&self) -> Option<&KmsKeys> {
-        self.kms.as_ref()
+    pub fn provider(&self) -> Option<&ProviderKeys> {
+        self.provider.as_ref()
     }
 
     pub fn stats(&self) -> &CodecStats {
         &self.stats
     }
 
-    /// The key for encrypting a namespace's payloads: KMS when configured, else the active
-    /// static key.
+    /// The key for encrypting a namespace's payloads: the provider's when configured, else
+    /// the active static key.
     pub async fn encryption_key(&self, namespace: &str) -> Result<EncryptionKey, KeyError> {
-        match &self.kms {
-            // Boxed: the KMS call's future is large, and every call's future would carry it.
-            Some(kms) => Ok(EncryptionKey::Kms(Box::pin(kms.encryption_key(namespace)).await?)),
+        match &self.provider {
+            Some(provider) => {
+                let key_name = provider.selector.key_for_namespace(namespace)?;
+                // Boxed: the provider call's future is large, and every call's future would carry it.
+                let leased = Box::pin(provider.cache.encryption_key(&key_name)).await?;
+                Ok(EncryptionKey::Provided(leased))
+            }
             None => self
                 .keyring
                 .active()
@@ -222,26 +240,26 @@ impl Codec {
         }
     }
 
-    /// Unwraps, through KMS and its cache, every data key the message's payloads need.
+    /// Unwraps, through the provider and its cache, every data key the message's payloads need.
     pub async fn decryption_keys(&self, message_type: MessageIndex, message: &[u8]) -> Result<ResolvedKeys, KeyError> {
-        let Some(kms) = &self.kms else {
+        let Some(provider) = &self.provider else {
             return Ok(ResolvedKeys::new());
         };
         let mut collector = WrappedKeyCollector::default();
         rewrite(self.schema, message, message_type, &mut collector)?;
-        unwrap_data_keys(kms, collector.wrapped).await
+        unwrap_data_keys(&provider.cache, collector.wrapped).await
     }
 
     /// [`Codec::decryption_keys`] for payloads already decoded into messages.
     pub async fn payload_decryption_keys(&self, payloads: &[Payload]) -> Result<ResolvedKeys, KeyError> {
-        let Some(kms) = &self.kms else {
+        let Some(provider) = &self.provider else {
             return Ok(ResolvedKeys::new());
         };
         let mut collector = WrappedKeyCollector::default();
         for payload in payloads {
             collector.collect(&PayloadView::of_message(payload));
         }
-        unwrap_data_keys(kms, collector.wrapped).await
+        unwrap_data_keys(&provider.cache, collector.wrapped).await
     }
 
     /// Encrypts or decrypts `message` with keys resolved beforehand.
@@ -284,7 +302,7 @@ impl Codec {
             exempts_empty_metadata: self.nexus_task_answers.contains(&message_type),
         };
         let out = rewrite(self.schema, message, message_type, &mut encryptor)?;
-        if let EncryptionKey::Kms(leased) = key {
+        if let EncryptionKey::Provided(leased) = key {
             leased.record_use(encryptor.payloads, encryptor.bytes);
         }
         self.record_encryption(&encryptor);
@@ -564,12 +582,13 @@ impl<'k> Decryptor<'k> {
     }
 }
 
-/// Unwraps, through KMS and its cache, each of `wrapped_keys`.
-async fn unwrap_data_keys(kms: &KmsKeys, wrapped_keys: BTreeSet<Vec<u8>>) -> Result<ResolvedKeys, KeyError> {
+/// Unwraps, through the provider and its cache, each of `wrapped_keys`.
+async fn unwrap_data_keys(keys: &CachedKeys, wrapped_keys: BTreeSet<Vec<u8>>) -> Result<ResolvedKeys, KeyError> {
     let mut resolved = ResolvedKeys::new();
     for wrapped in wrapped_keys {
-        let key = Box::pin(kms.decryption_key(&wrapped)).await?;
-        resolved.insert(wrapped, key);
+        if let Some(key) = Box::pin(keys.decryption_key(None, &wrapped)).await? {
+            resolved.insert(wrapped, key);
+        }
     }
     Ok(resolved)
 }

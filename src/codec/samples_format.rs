@@ -8,7 +8,7 @@ use std::cell::RefCell;
 
 use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
 
-use super::keyring::DataKey;
+use crate::keys::DataKey;
 use crate::payload::WalkError;
 use crate::payload::view::{
     DATA_KEY_ENCRYPTED_KEY, ENCODING_KEY, ENCRYPTED_ENCODING, KEY_ID_KEY, PAYLOAD_DATA, PAYLOAD_EXTERNAL_PAYLOADS,

@@ -14,8 +14,8 @@ use super::error::ApiError;
 use crate::auth::{Access, AuthError, Authenticator};
 use crate::codec::Codec;
 use crate::codec::{BLOCKING_THRESHOLD, KeyError};
+use crate::error::key_failure;
 use crate::json_nesting;
-use crate::keys::kms::KmsError;
 use crate::memory_budget::{BudgetExhausted, BudgetPermit, MemoryBudget};
 use crate::payload::WalkError;
 
@@ -263,23 +263,10 @@ fn budget_error(error: BudgetExhausted) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
 }
 
-/// KMS trouble is the gateway's, not the caller's: 503 when KMS is unreachable or
-/// throttling, 502 when it refuses.
 fn key_error(error: KeyError) -> ApiError {
-    match error {
-        KeyError::Kms(KmsError::Unavailable(message)) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("KMS is unavailable: {message}"),
-        ),
-        KeyError::Kms(error @ (KmsError::PermissionDenied(_) | KmsError::Rejected(_))) => {
-            ApiError::new(StatusCode::BAD_GATEWAY, error.to_string())
-        }
-        KeyError::Kms(KmsError::NoNamespace) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "the KMS key depends on the namespace: send the X-Namespace header",
-        ),
-        KeyError::NoKey => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
-        KeyError::Walk(error) => codec_error(error),
+    match key_failure(error) {
+        Ok(answer) => ApiError::new(answer.http, answer.message),
+        Err(error) => codec_error(error),
     }
 }
 

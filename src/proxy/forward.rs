@@ -22,7 +22,7 @@ use super::method_policy::{MethodPolicy, UnknownMethodAction, UnknownMethods};
 use super::upstream::UpstreamClient;
 use crate::auth::jwt::JwtVerifier;
 use crate::codec::{BLOCKING_THRESHOLD, Codec, KeyError, MessageKeys};
-use crate::keys::kms::KmsError;
+use crate::error::key_failure;
 use crate::memory_budget::{
     BudgetExhausted, BudgetPermit, DEFAULT_BUFFER_WAIT, DEFAULT_MAX_BUFFERED_BYTES, HeldBody, MemoryBudget,
 };
@@ -559,21 +559,11 @@ fn codec_status(schema: &Schema, direction: Direction, message_type: MessageInde
     }
 }
 
-/// A KMS failure while encrypting fails the call before anything goes upstream.
+/// A key failure fails the call; while encrypting, before anything goes upstream.
 fn key_status(schema: &Schema, direction: Direction, message_type: MessageIndex, error: KeyError) -> Status {
-    match error {
-        KeyError::Kms(KmsError::Unavailable(message)) => Status::unavailable(format!("KMS is unavailable: {message}")),
-        KeyError::Kms(KmsError::PermissionDenied(message)) => {
-            Status::permission_denied(format!("KMS denied access: {message}"))
-        }
-        KeyError::Kms(KmsError::Rejected(message)) => {
-            Status::failed_precondition(format!("KMS refused the request: {message}"))
-        }
-        KeyError::Kms(KmsError::NoNamespace) => {
-            Status::invalid_argument("the KMS key depends on the namespace, and the call names none")
-        }
-        KeyError::NoKey => Status::internal("no encryption key is configured; the call was not forwarded"),
-        KeyError::Walk(error) => codec_status(schema, direction, message_type, error),
+    match key_failure(error) {
+        Ok(answer) => Status::new(answer.grpc, answer.message),
+        Err(error) => codec_status(schema, direction, message_type, error),
     }
 }
 

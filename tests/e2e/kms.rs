@@ -10,9 +10,12 @@ use base64::engine::general_purpose::STANDARD;
 use prost::Message as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring};
-use temporal_codec_proxy::keys::kms::{DataKeyLimits, KmsKeySelector, KmsKeys, KmsSettings};
+use temporal_codec_proxy::codec::{Codec, EncryptionPolicy, Keyring, ProviderKeys};
+use temporal_codec_proxy::keys::KeySelector;
+use temporal_codec_proxy::keys::aws_kms::{AwsKms, AwsKmsSettings};
+use temporal_codec_proxy::keys::cache::{CacheSettings, CachedKeys, DataKeyLimits};
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowType};
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
@@ -101,16 +104,20 @@ fn limits() -> DataKeyLimits {
     }
 }
 
-async fn kms_codec(kms_endpoint: &str, selector: KmsKeySelector, static_keys: &[(&str, [u8; 32])]) -> Codec {
-    let kms = KmsKeys::new(KmsSettings {
-        selector,
+async fn kms_codec(kms_endpoint: &str, selector: KeySelector, static_keys: &[(&str, [u8; 32])]) -> Codec {
+    let client = AwsKms::new(&AwsKmsSettings {
         endpoint: Some(format!("http://{kms_endpoint}")),
         region: Some("us-east-1".to_owned()),
-        limits: limits(),
-        decrypt_cache_ttl: Duration::from_secs(3600),
-        decrypt_cache_capacity: 10_000,
     })
     .await;
+    let cache = CachedKeys::new(
+        Arc::new(client),
+        CacheSettings {
+            limits: limits(),
+            decrypt_cache_ttl: Duration::from_secs(3600),
+            decrypt_cache_capacity: 10_000,
+        },
+    );
     let keyring = if static_keys.is_empty() {
         Keyring::empty()
     } else {
@@ -121,7 +128,7 @@ async fn kms_codec(kms_endpoint: &str, selector: KmsKeySelector, static_keys: &[
         )
         .unwrap()
     };
-    Codec::with_kms(keyring, kms, EncryptionPolicy::default())
+    Codec::with_provider(keyring, ProviderKeys { cache, selector }, EncryptionPolicy::default())
 }
 
 fn payloads_json(count: usize, marker: &str) -> Value {
@@ -171,7 +178,7 @@ async fn per_namespace_kms_keys_through_the_proxy_and_the_codec_server() {
     let faults_arn = create_key(&format!("alias/{suffix}-faults")).await;
     let codec = kms_codec(
         &moto().endpoint,
-        KmsKeySelector::Template(format!("alias/{suffix}-{{namespace}}")),
+        KeySelector::Template(format!("alias/{suffix}-{{namespace}}")),
         &[],
     )
     .await;
@@ -212,7 +219,7 @@ async fn per_namespace_kms_keys_through_the_proxy_and_the_codec_server() {
     let single_arn = create_key(&single_alias).await;
     let proxy = TestProxy::start_with_codec(
         &server.address,
-        kms_codec(&moto().endpoint, KmsKeySelector::Fixed(single_alias), &[]).await,
+        kms_codec(&moto().endpoint, KeySelector::Fixed(single_alias), &[]).await,
     )
     .await;
     for namespace in ["default", "faults"] {
@@ -243,7 +250,7 @@ async fn data_keys_are_reused_and_unwrapped_once() {
     let kms_endpoint = kms_relay.address.to_string();
     let writer = TestProxy::start_with_codec(
         "127.0.0.1:1",
-        kms_codec(&kms_endpoint, KmsKeySelector::Fixed(alias.clone()), &[]).await,
+        kms_codec(&kms_endpoint, KeySelector::Fixed(alias.clone()), &[]).await,
     )
     .await;
     let mut encoded_batches = Vec::new();
@@ -257,8 +264,8 @@ async fn data_keys_are_reused_and_unwrapped_once() {
         (1..=2).contains(&generated),
         "10,000 payloads took {generated} GenerateDataKey calls"
     );
-    let stats = writer.codec.kms().unwrap().stats();
-    assert_eq!(stats.generate_data_key_ok.load(Ordering::Relaxed) as usize, generated);
+    let stats = writer.codec.provider().unwrap().cache.stats();
+    assert_eq!(stats.generate_ok.load(Ordering::Relaxed) as usize, generated);
     assert!(stats.encryption_cache_hits.load(Ordering::Relaxed) >= 18);
     let distinct_keys: std::collections::BTreeSet<String> = encoded_batches
         .iter()
@@ -268,7 +275,7 @@ async fn data_keys_are_reused_and_unwrapped_once() {
 
     let reader = TestProxy::start_with_codec(
         "127.0.0.1:1",
-        kms_codec(&kms_endpoint, KmsKeySelector::Fixed(alias.clone()), &[]).await,
+        kms_codec(&kms_endpoint, KeySelector::Fixed(alias.clone()), &[]).await,
     )
     .await;
     for batch in &encoded_batches {
@@ -286,7 +293,7 @@ async fn data_keys_are_reused_and_unwrapped_once() {
     // A third proxy, with cold caches: 100 concurrent decodes of one new blob, one Decrypt.
     let cold = TestProxy::start_with_codec(
         "127.0.0.1:1",
-        kms_codec(&kms_endpoint, KmsKeySelector::Fixed(alias), &[]).await,
+        kms_codec(&kms_endpoint, KeySelector::Fixed(alias), &[]).await,
     )
     .await;
     let single = json!({"payloads": [encoded_batches[0]["payloads"][0].clone()]});
@@ -315,7 +322,7 @@ async fn kms_outage_fails_closed_while_cached_keys_keep_working() {
     create_key(&format!("alias/{suffix}-faults")).await;
     let codec = kms_codec(
         &kms_relay.address.to_string(),
-        KmsKeySelector::Template(format!("alias/{suffix}-{{namespace}}")),
+        KeySelector::Template(format!("alias/{suffix}-{{namespace}}")),
         &[],
     )
     .await;
@@ -340,7 +347,7 @@ async fn kms_outage_fails_closed_while_cached_keys_keep_working() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(status.message().contains("KMS"), "{status:?}");
+    assert!(status.message().contains("aws-kms"), "{status:?}");
     assert!(!temporal_relay.sent_upstream(b"secret-during-outage"));
     let (status, body) = codec_call(&proxy, "encode", "faults", &payloads_json(1, "secret-codec-outage")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -381,7 +388,7 @@ async fn rotation_from_static_keys_to_kms_and_between_kms_keys() {
         "127.0.0.1:1",
         kms_codec(
             &moto().endpoint,
-            KmsKeySelector::Fixed(first_alias),
+            KeySelector::Fixed(first_alias),
             &[("static-2025", old_static)],
         )
         .await,
@@ -403,7 +410,7 @@ async fn rotation_from_static_keys_to_kms_and_between_kms_keys() {
         "127.0.0.1:1",
         kms_codec(
             &moto().endpoint,
-            KmsKeySelector::Fixed(second_alias),
+            KeySelector::Fixed(second_alias),
             &[("static-2025", old_static)],
         )
         .await,
@@ -430,7 +437,7 @@ async fn samples_kms_format_interoperates_both_ways() {
     let arn = create_key(&alias).await;
     let proxy = TestProxy::start_with_codec(
         "127.0.0.1:1",
-        kms_codec(&moto().endpoint, KmsKeySelector::Fixed(alias), &[]).await,
+        kms_codec(&moto().endpoint, KeySelector::Fixed(alias), &[]).await,
     )
     .await;
     let helper = |operation: &'static str, body: Value| {
