@@ -99,7 +99,7 @@ async fn main() {
         let reader = codec().await;
         let started = Instant::now();
         let resolved = reader
-            .decryption_keys(Schema::compiled_in().payloads_type, &one_encrypted)
+            .decryption_keys("default", Schema::compiled_in().payloads_type, &one_encrypted)
             .await
             .unwrap();
         reader
@@ -124,7 +124,7 @@ async fn main() {
     let started = Instant::now();
     for message in &encrypted {
         let resolved = reader
-            .decryption_keys(Schema::compiled_in().payloads_type, message)
+            .decryption_keys("default", Schema::compiled_in().payloads_type, message)
             .await
             .unwrap();
         reader
@@ -132,20 +132,8 @@ async fn main() {
             .unwrap();
     }
     let warm_decrypt = started.elapsed();
-    let generate_calls = warm
-        .provider()
-        .unwrap()
-        .cache
-        .stats()
-        .generate_ok
-        .load(Ordering::Relaxed);
-    let decrypt_calls = reader
-        .provider()
-        .unwrap()
-        .cache
-        .stats()
-        .unwrap_ok
-        .load(Ordering::Relaxed);
+    let generate_calls = warm.provider().unwrap().stats().generate_ok.load(Ordering::Relaxed);
+    let decrypt_calls = reader.provider().unwrap().stats().unwrap_ok.load(Ordering::Relaxed);
 
     // The sample's approach: a GenerateDataKey for every payload, a Decrypt for every payload.
     let started = Instant::now();

@@ -95,7 +95,7 @@ async fn readiness(State(state): State<AdminState>) -> Response {
         );
         return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
     }
-    let keys_loaded = state.codec.keyring().active().is_some() || state.codec.provider().is_some();
+    let keys_loaded = state.codec.namespace_keys().has_keys();
     if !keys_loaded {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: no encryption key loaded\n").into_response();
     }

@@ -15,9 +15,10 @@ use crate::auth::jwt::{self, JwtSettings, JwtVerifier, TokenSource};
 use crate::auth::{Authenticator, RoleSource};
 use crate::codec::EncryptionPolicy;
 use crate::codec_server::{CodecServerSettings, DEFAULT_CORS_ORIGINS, tls};
-use crate::keys::KeySelector;
 use crate::keys::aws_kms::AwsKmsSettings;
 use crate::keys::cache::{CacheSettings, DataKeyLimits, MAX_PAYLOADS_PER_DATA_KEY};
+use crate::keys::namespaces::{KeySet, NamespaceKeys, SectionSpec, build_sections};
+use crate::keys::{KeySelector, Keyring, load_keyring};
 use crate::memory_budget::MemoryBudget;
 use crate::payload::schema::Schema;
 use crate::proxy::forward::{CallerPolicy, UpstreamCredentials};
@@ -193,14 +194,14 @@ pub struct ServeArgs {
     /// An AES-256 key as ID=SOURCE; repeat for more keys. The first key encrypts, all of
     /// them decrypt, so old keys stay readable after rotation. SOURCE is base64:<key>,
     /// hex:<key>, file:<path> (32 raw bytes, or the key as base64/hex text) or
-    /// env:<variable>. In the environment: a comma-separated list.
+    /// env:<variable>. In the environment: a comma-separated list. With [namespaces]
+    /// sections in the configuration file, these keys serve the namespaces no section names.
     #[arg(
         long = "key",
         env = "TEMPORAL_CODEC_PROXY_KEYS",
         value_name = "ID=SOURCE",
         value_delimiter = ',',
-        hide_env_values = true,
-        required_unless_present_any = ["kms_key", "kms_key_template"]
+        hide_env_values = true
     )]
     pub keys: Vec<String>,
 
@@ -473,6 +474,10 @@ pub struct ServeArgs {
     /// it can read every payload. Only for networks where something else guards the port.
     #[arg(long, env = "TEMPORAL_CODEC_PROXY_CODEC_ALLOW_UNAUTHENTICATED_DECRYPTION")]
     pub codec_allow_unauthenticated_decryption: bool,
+
+    /// The configuration file's `[namespaces."…"]` sections; no flag sets them.
+    #[arg(skip)]
+    pub namespaces: Vec<SectionSpec>,
 
     /// On SIGTERM or SIGINT, how long calls in flight may take to finish before their
     /// connections are closed.
@@ -807,38 +812,72 @@ impl ServeArgs {
     }
 
     /// KMS settings when a KMS key or key template is given.
-    pub fn kms(&self) -> Result<Option<KmsConfig>, String> {
-        let selector = match (&self.kms_key, &self.kms_key_template) {
-            (Some(key), _) => KeySelector::Fixed(key.clone()),
-            (None, Some(template)) if template.contains("{namespace}") => KeySelector::Template(template.clone()),
-            (None, Some(template)) => {
+    /// The provider key the flags choose for every namespace, if any.
+    fn kms_selector(&self) -> Result<Option<KeySelector>, String> {
+        match (&self.kms_key, &self.kms_key_template) {
+            (Some(key), _) => Ok(Some(KeySelector::Fixed(key.clone()))),
+            (None, Some(template)) if template.contains("{namespace}") => {
+                Ok(Some(KeySelector::Template(template.clone())))
+            }
+            (None, Some(template)) => Err(format!(
+                "--kms-key-template {template:?} has no {{namespace}} placeholder"
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Every namespace's keys, loaded: the configuration file's `[namespaces]` sections,
+    /// and the flags' keys for every namespace no section names. A namespace left with
+    /// neither is refused.
+    pub fn key_configuration(&self) -> Result<KeyConfiguration, String> {
+        let selector = self.kms_selector()?;
+        let flag_keys = if self.keys.is_empty() {
+            Keyring::empty()
+        } else {
+            load_keyring(&self.keys).map_err(|error| error.to_string())?
+        };
+        let sections = build_sections(&self.namespaces, &flag_keys).map_err(|error| error.to_string())?;
+        let others = if flag_keys.active().is_none() && selector.is_none() {
+            None
+        } else {
+            // A template gives each namespace its own key, and unwrapping names it; one
+            // key for all unwraps whatever the provider holds, as the samples do.
+            let binds_unwrap = matches!(selector, Some(KeySelector::Template(_)));
+            Some(KeySet::new(flag_keys, selector, binds_unwrap))
+        };
+        if sections.is_empty() && others.is_none() {
+            return Err(
+                "no keys: pass --key ID=SOURCE (make one with `temporal-codec-proxy keygen`), --kms-key, \
+                 --kms-key-template, or give namespaces keys in [namespaces] sections of the configuration file"
+                    .to_owned(),
+            );
+        }
+        let keys = NamespaceKeys::new(sections, others);
+        let kms = if keys.uses_provider() {
+            if self.kms_data_key_max_payloads == 0 || self.kms_data_key_max_payloads > MAX_PAYLOADS_PER_DATA_KEY {
                 return Err(format!(
-                    "--kms-key-template {template:?} has no {{namespace}} placeholder"
+                    "--kms-data-key-max-payloads must be between 1 and {MAX_PAYLOADS_PER_DATA_KEY} (random nonces)"
                 ));
             }
-            (None, None) => return Ok(None),
-        };
-        if self.kms_data_key_max_payloads == 0 || self.kms_data_key_max_payloads > MAX_PAYLOADS_PER_DATA_KEY {
-            return Err(format!(
-                "--kms-data-key-max-payloads must be between 1 and {MAX_PAYLOADS_PER_DATA_KEY} (random nonces)"
-            ));
-        }
-        Ok(Some(KmsConfig {
-            selector,
-            client: AwsKmsSettings {
-                endpoint: self.kms_endpoint.clone(),
-                region: self.kms_region.clone(),
-            },
-            cache: CacheSettings {
-                limits: DataKeyLimits {
-                    max_age: self.kms_data_key_max_age,
-                    max_payloads: self.kms_data_key_max_payloads,
-                    max_bytes: self.kms_data_key_max_bytes,
+            Some(KmsConfig {
+                client: AwsKmsSettings {
+                    endpoint: self.kms_endpoint.clone(),
+                    region: self.kms_region.clone(),
                 },
-                decrypt_cache_ttl: self.kms_decrypt_cache_ttl,
-                decrypt_cache_capacity: self.kms_decrypt_cache_capacity,
-            },
-        }))
+                cache: CacheSettings {
+                    limits: DataKeyLimits {
+                        max_age: self.kms_data_key_max_age,
+                        max_payloads: self.kms_data_key_max_payloads,
+                        max_bytes: self.kms_data_key_max_bytes,
+                    },
+                    decrypt_cache_ttl: self.kms_decrypt_cache_ttl,
+                    decrypt_cache_capacity: self.kms_decrypt_cache_capacity,
+                },
+            })
+        } else {
+            None
+        };
+        Ok(KeyConfiguration { keys, kms })
     }
 
     /// The payload schema: from --descriptors, else the Temporal API compiled in.
@@ -868,12 +907,18 @@ const RESERVED_FILE_DESCRIPTORS: usize = 256;
 const MIN_GRPC_CONNECTIONS: usize = 64;
 
 /// How many connections each listener serves at once.
-/// AWS KMS as the configuration names it: which key, where KMS is, how data keys are cached.
+/// AWS KMS as the configuration names it: where KMS is, how data keys are cached.
 #[derive(Debug, Clone)]
 pub struct KmsConfig {
-    pub selector: KeySelector,
     pub client: AwsKmsSettings,
     pub cache: CacheSettings,
+}
+
+/// Every namespace's keys, and the key provider they need, if any.
+#[derive(Debug, Clone)]
+pub struct KeyConfiguration {
+    pub keys: NamespaceKeys,
+    pub kms: Option<KmsConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,8 @@
 //!
 //! Keys are the long flag names (`listen = "0.0.0.0:7233"`, `key = ["a=file:/keys/a"]`).
 //! A setting from the file is used only when neither its flag nor its environment variable
-//! is given, so precedence is flag > environment > file > default.
+//! is given, so precedence is flag > environment > file > default. `[namespaces."NAME"]`
+//! sections, which no flag can express, give namespaces (or `*` patterns) keys of their own.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -10,9 +11,13 @@ use std::path::{Path, PathBuf};
 
 use clap::ArgAction;
 
+use crate::keys::namespaces::SectionSpec;
+
 /// Flag and environment variable that name the file.
 pub const CONFIG_FLAG: &str = "config";
 pub const CONFIG_ENV: &str = "TEMPORAL_CODEC_PROXY_CONFIG";
+/// The table of per-namespace key sections.
+const NAMESPACES_TABLE: &str = "namespaces";
 /// Environment variables some settings also fall back to, beyond their own.
 const FALLBACK_ENV: &[(&str, &str)] = &[("upstream", "TEMPORAL_ADDRESS")];
 
@@ -30,6 +35,8 @@ pub struct WithFile {
     pub args: Vec<OsString>,
     pub from_file: BTreeSet<String>,
     pub path: Option<PathBuf>,
+    /// The file's `[namespaces."…"]` sections, in the file's order.
+    pub namespaces: Vec<SectionSpec>,
 }
 
 /// Finds `--config` (or its environment variable) for the `serve` and `check-config`
@@ -40,6 +47,7 @@ pub fn merge(args: Vec<OsString>, command: &clap::Command) -> Result<WithFile, C
             args,
             from_file: BTreeSet::new(),
             path: None,
+            namespaces: Vec::new(),
         });
     };
     let Some(subcommand_at) = args.iter().position(|arg| arg == "serve" || arg == "check-config") else {
@@ -47,6 +55,7 @@ pub fn merge(args: Vec<OsString>, command: &clap::Command) -> Result<WithFile, C
             args,
             from_file: BTreeSet::new(),
             path: Some(path),
+            namespaces: Vec::new(),
         });
     };
     let subcommand_name = args[subcommand_at].to_string_lossy().into_owned();
@@ -77,7 +86,12 @@ pub fn merge(args: Vec<OsString>, command: &clap::Command) -> Result<WithFile, C
         .collect();
     let mut added = Vec::new();
     let mut from_file = BTreeSet::new();
+    let mut namespaces = Vec::new();
     for (name, value) in &table {
+        if name == NAMESPACES_TABLE {
+            namespaces = namespace_sections(value).map_err(invalid)?;
+            continue;
+        }
         let Some(arg) = subcommand
             .get_arguments()
             .find(|arg| arg.get_long() == Some(name.as_str()) && name != CONFIG_FLAG)
@@ -128,7 +142,53 @@ pub fn merge(args: Vec<OsString>, command: &clap::Command) -> Result<WithFile, C
         args: merged,
         from_file,
         path: Some(path),
+        namespaces,
     })
+}
+
+/// Reads `[namespaces."NAME"]` sections: `key` (a list of `ID=SOURCE`, or bare ids of keys
+/// defined elsewhere) and `kms-key` (a KMS key, alias or `{namespace}` template).
+fn namespace_sections(value: &toml::Value) -> Result<Vec<SectionSpec>, String> {
+    let toml::Value::Table(sections) = value else {
+        return Err("namespaces must be a table of sections: [namespaces.\"NAME\"]".to_owned());
+    };
+    let mut specs = Vec::with_capacity(sections.len());
+    for (pattern, section) in sections {
+        let toml::Value::Table(settings) = section else {
+            return Err(format!(
+                "namespaces.{pattern} must be a section with key = [...] and/or kms-key = \"...\""
+            ));
+        };
+        let mut spec = SectionSpec {
+            pattern: pattern.clone(),
+            keys: Vec::new(),
+            kms_key: None,
+        };
+        for (name, setting) in settings {
+            match (name.as_str(), setting) {
+                ("key", toml::Value::String(key)) => spec.keys.push(key.clone()),
+                ("key", toml::Value::Array(keys)) => {
+                    for key in keys {
+                        let toml::Value::String(key) = key else {
+                            return Err(format!("namespaces.{pattern}.key must list strings: ID=SOURCE or ID"));
+                        };
+                        spec.keys.push(key.clone());
+                    }
+                }
+                ("kms-key", toml::Value::String(key)) => spec.kms_key = Some(key.clone()),
+                ("key" | "kms-key", _) => {
+                    return Err(format!("namespaces.{pattern}.{name} must be a string"));
+                }
+                (other, _) => {
+                    return Err(format!(
+                        "namespaces.{pattern}: unknown setting {other:?}; a namespace section takes key and kms-key"
+                    ));
+                }
+            }
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
 }
 
 fn scalar(name: &str, value: &toml::Value) -> Result<String, String> {

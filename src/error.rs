@@ -56,6 +56,9 @@ pub fn key_failure(error: KeyError) -> Result<FailureAnswer, WalkError> {
             StatusCode::BAD_REQUEST,
             format!("{error}: name it in the temporal-namespace header, or X-Namespace on the codec server"),
         ),
+        KeyError::NoKeyForNamespace(_) => {
+            FailureAnswer::new(Code::FailedPrecondition, StatusCode::BAD_REQUEST, error.to_string())
+        }
         KeyError::NoKey => FailureAnswer::new(
             Code::Internal,
             StatusCode::INTERNAL_SERVER_ERROR,

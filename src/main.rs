@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
-use temporal_codec_proxy::codec::ProviderKeys;
-use temporal_codec_proxy::codec::{Codec, Keyring};
+use temporal_codec_proxy::codec::Codec;
 use temporal_codec_proxy::config::{Cli, Command, ServeArgs, describe_effective};
 use temporal_codec_proxy::config_file::{self, WithFile};
 use temporal_codec_proxy::keys::aws_kms::AwsKms;
@@ -33,7 +32,8 @@ fn main() -> ExitCode {
         .unwrap_or_else(|error| error.exit());
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     match cli.command {
-        Command::CheckConfig(args) => {
+        Command::CheckConfig(mut args) => {
+            args.namespaces = with_file.namespaces.clone();
             let serve_command = command
                 .find_subcommand("check-config")
                 .expect("check-config is a subcommand");
@@ -49,7 +49,8 @@ fn main() -> ExitCode {
             }
             Err(error) => fail(&error),
         },
-        Command::Serve(args) => {
+        Command::Serve(mut args) => {
+            args.namespaces = with_file.namespaces.clone();
             telemetry::init_logging(&args.log, args.log_format);
             let open_files = match temporal_codec_proxy::open_files::raise_to_hard_limit() {
                 Ok(limits) => {
@@ -151,24 +152,19 @@ fn check_config(
     if let Ok(schema) = &schema {
         println!("# payload schema: {}", schema.summary());
     }
-    let checks: [(&str, Result<(), String>); 9] = [
+    let key_configuration = args.key_configuration();
+    if let Ok(configuration) = &key_configuration {
+        println!("# namespace keys:");
+        print!("{}", configuration.keys.describe("aws-kms"));
+    }
+    let checks: [(&str, Result<(), String>); 8] = [
         ("payload schema", schema.map(drop)),
         ("memory budget", args.memory_budget().map(drop)),
         ("upstream", args.upstream_settings().map(drop)),
         ("upstream credentials", args.upstream_credentials().map(drop)),
         ("gRPC listener", args.grpc_listener().map(drop)),
         ("codec server", args.codec_server().map(drop)),
-        ("AWS KMS", args.kms().map(drop)),
-        (
-            "keys",
-            if args.keys.is_empty() {
-                Ok(())
-            } else {
-                keys::load_keyring(&args.keys)
-                    .map(drop)
-                    .map_err(|error| error.to_string())
-            },
-        ),
+        ("keys", key_configuration.map(drop)),
         ("log filter", telemetry::parse_log_filter(&args.log).map(drop)),
     ];
     if let Some(path) = &with_file.path {
@@ -221,36 +217,12 @@ async fn serve(args: ServeArgs, open_files: u64) -> Result<(), Box<dyn std::erro
         connection_limits.codec,
         Refusal::Http1Unavailable.unless_tls(codec_server_settings.tls.is_some()),
     );
-    let kms_settings = args.kms()?;
-    let keyring = if args.keys.is_empty() {
-        Keyring::empty()
-    } else {
-        keys::load_keyring(&args.keys)?
-    };
-    let key_count = keyring.ids().count();
-    let codec = match kms_settings {
-        Some(kms) => {
-            tracing::info!(key = ?kms.selector, static_keys = key_count, "encrypting with AWS KMS data keys");
-            let provider = ProviderKeys {
-                cache: CachedKeys::new(Arc::new(AwsKms::new(&kms.client).await), kms.cache),
-                selector: kms.selector,
-            };
-            Arc::new(
-                Codec::with_provider(keyring, provider, args.policy())
-                    .with_message_limit(args.max_message_bytes)
-                    .with_schema(schema),
-            )
-        }
-        None => {
-            let active = keyring.active().map(|key| key.id().to_owned()).unwrap_or_default();
-            tracing::info!(active_key = %active, static_keys = key_count, "encrypting with static keys");
-            Arc::new(
-                Codec::new(keyring, args.policy())
-                    .with_message_limit(args.max_message_bytes)
-                    .with_schema(schema),
-            )
-        }
-    };
+    let codec = Arc::new(
+        build_codec(&args)
+            .await?
+            .with_message_limit(args.max_message_bytes)
+            .with_schema(schema),
+    );
     let upstream_client = proxy::upstream::connect_lazy(&upstream)?;
     let mut metrics = Metrics::new(Arc::clone(&codec));
     metrics.watch_overload(Arc::clone(&budget), vec![Arc::clone(&grpc_cap), Arc::clone(&codec_cap)]);
@@ -335,6 +307,19 @@ async fn serve(args: ServeArgs, open_files: u64) -> Result<(), Box<dyn std::erro
     admin_server.shutdown(Duration::from_secs(1)).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The codec over every namespace's keys, with AWS KMS behind its cache when a namespace uses it.
+async fn build_codec(args: &ServeArgs) -> Result<Codec, String> {
+    let configuration = args.key_configuration()?;
+    let provider = match &configuration.kms {
+        Some(kms) => Some(CachedKeys::new(Arc::new(AwsKms::new(&kms.client).await), kms.cache)),
+        None => None,
+    };
+    for line in configuration.keys.describe("aws-kms").lines() {
+        tracing::info!("namespace keys: {}", line.trim_start_matches('#').trim());
+    }
+    Ok(Codec::with_namespaces(configuration.keys, provider, args.policy()))
 }
 
 async fn shutdown_signal() {

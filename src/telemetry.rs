@@ -191,7 +191,7 @@ struct CodecCollector {
 impl prometheus_client::collector::Collector for CodecCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.codec.stats();
-        let counters: [(&str, &str, &AtomicU64); 8] = [
+        let counters: [(&str, &str, &AtomicU64); 9] = [
             ("payloads_encrypted", "Payloads encrypted", &stats.payloads_encrypted),
             ("payloads_decrypted", "Payloads decrypted", &stats.payloads_decrypted),
             (
@@ -224,6 +224,11 @@ impl prometheus_client::collector::Collector for CodecCollector {
                 "Request fields the payload schema does not know, holding no payload, passed on unchanged",
                 &stats.unknown_fields,
             ),
+            (
+                "payloads_other_namespace_key",
+                "Encrypted payloads under another namespace's key than the call's, passed through still encrypted",
+                &stats.payloads_other_namespace_key,
+            ),
         ];
         for (name, help, value) in counters {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -235,14 +240,14 @@ impl prometheus_client::collector::Collector for CodecCollector {
             None,
             MetricType::Counter,
         )?;
-        for key in self.codec.keyring().keys() {
+        for key in self.codec.namespace_keys().static_keys() {
             let labels = [("key", key.id())];
             ConstCounter::new(key.encryptions()).encode(by_key.encode_family(&labels)?)?;
         }
         let Some(provider) = self.codec.provider() else {
             return Ok(());
         };
-        let cache = &provider.cache;
+        let cache = provider;
         let stats = cache.stats();
         let operations = cache.operations();
         let mut calls = encoder.encode_descriptor(

@@ -15,6 +15,7 @@ use prost::Message as _;
 use temporalio_protos::temporal::api::common::v1::Payload;
 
 use crate::keys::cache::{CachedKeys, LeasedKey};
+use crate::keys::namespaces::{KeySet, NamespaceKeys, UnwrapRule};
 use crate::keys::provider::ProviderError;
 use crate::keys::{KeySelector, NoNamespace};
 
@@ -87,11 +88,20 @@ pub struct CodecStats {
     pub payloads_encrypted_again: AtomicU64,
     /// Request fields the schema does not know that hold no payload, passed on unchanged.
     pub unknown_fields: AtomicU64,
+    /// Encrypted payloads under a key of another namespace than the call's, passed through
+    /// as they are.
+    pub payloads_other_namespace_key: AtomicU64,
 }
 
-/// The key one call encrypts its payloads with.
+/// The key one call encrypts its payloads with, and its namespace's other keys.
 #[derive(Clone)]
-pub enum EncryptionKey {
+pub struct EncryptionKey {
+    key: KeyInUse,
+    namespace_keys: Arc<KeySet>,
+}
+
+#[derive(Clone)]
+enum KeyInUse {
     Static(Arc<DataKey>),
     /// A data key from a key provider, written with its wrapped form.
     Provided(Arc<LeasedKey>),
@@ -99,28 +109,34 @@ pub enum EncryptionKey {
 
 impl EncryptionKey {
     fn data_key(&self) -> &DataKey {
-        match self {
-            Self::Static(key) => key,
-            Self::Provided(leased) => &leased.key,
+        match &self.key {
+            KeyInUse::Static(key) => key,
+            KeyInUse::Provided(leased) => &leased.key,
         }
     }
 
     fn wrapped(&self) -> Option<&[u8]> {
-        match self {
-            Self::Static(_) => None,
-            Self::Provided(leased) => Some(leased.wrapped.as_bytes()),
+        match &self.key {
+            KeyInUse::Static(_) => None,
+            KeyInUse::Provided(leased) => Some(leased.wrapped.as_bytes()),
         }
     }
 }
 
-/// Provider data keys unwrapped for one message, by their base64 `data_key_encrypted`.
-pub type ResolvedKeys = HashMap<Vec<u8>, Arc<DataKey>>;
+/// The keys one message's payloads may be decrypted with: its namespace's static keys, and
+/// the provider data keys unwrapped for it, by their base64 `data_key_encrypted` (`None`:
+/// the provider said it is under another namespace's key).
+#[derive(Default)]
+pub struct DecryptionKeys {
+    namespace_keys: Option<Arc<KeySet>>,
+    unwrapped: HashMap<Vec<u8>, Option<Arc<DataKey>>>,
+}
 
 /// The keys one message needs, resolved before the CPU work: the key to encrypt with, or
-/// the provider data keys to decrypt with.
+/// the keys to decrypt with.
 pub enum MessageKeys {
     Encryption(EncryptionKey),
-    Decryption(ResolvedKeys),
+    Decryption(DecryptionKeys),
 }
 
 /// Why a message's keys could not be had.
@@ -132,6 +148,11 @@ pub enum KeyError {
     NoNamespace(#[from] NoNamespace),
     #[error("no encryption key: configure --key or --kms-key")]
     NoKey,
+    #[error(
+        "namespace {0:?} has no key in this proxy's configuration, so its payloads cannot be \
+         encrypted; nothing was sent"
+    )]
+    NoKeyForNamespace(String),
     #[error(transparent)]
     Walk(#[from] WalkError),
 }
@@ -142,10 +163,11 @@ pub struct ProviderKeys {
     pub selector: KeySelector,
 }
 
-/// Encrypts and decrypts every payload of a message: static keys, a key provider, or both.
+/// Encrypts and decrypts every payload of a message: static keys, a key provider, or both,
+/// each namespace under its own.
 pub struct Codec {
-    keyring: Keyring,
-    provider: Option<ProviderKeys>,
+    keys: NamespaceKeys,
+    provider: Option<CachedKeys>,
     policy: EncryptionPolicy,
     stats: CodecStats,
     /// Largest message a rewrite may produce.
@@ -158,20 +180,23 @@ pub struct Codec {
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Codec")
-            .field("keyring", &self.keyring)
-            .field(
-                "provider",
-                &self.provider.as_ref().map(|keys| keys.cache.provider_name()),
-            )
+            .field("keys", &self.keys)
+            .field("provider", &self.provider.as_ref().map(CachedKeys::provider_name))
             .finish_non_exhaustive()
     }
 }
 
 impl Codec {
+    /// A codec whose static keys serve every namespace.
     pub fn new(keyring: Keyring, policy: EncryptionPolicy) -> Self {
+        Self::with_namespaces(NamespaceKeys::shared(KeySet::new(keyring, None, false)), None, policy)
+    }
+
+    /// A codec that keeps each namespace to the keys `keys` gives it.
+    pub fn with_namespaces(keys: NamespaceKeys, provider: Option<CachedKeys>, policy: EncryptionPolicy) -> Self {
         Self {
-            keyring,
-            provider: None,
+            keys,
+            provider,
             policy,
             stats: CodecStats::default(),
             max_message_bytes: usize::MAX,
@@ -202,18 +227,19 @@ impl Codec {
 
     /// A codec that encrypts with a provider's data keys and still decrypts the static
     /// keyring's payloads.
+    /// With a key per namespace from a template, an unwrap names the namespace's key; with
+    /// one key for all, any key the provider holds unwraps.
     pub fn with_provider(keyring: Keyring, provider: ProviderKeys, policy: EncryptionPolicy) -> Self {
-        Self {
-            provider: Some(provider),
-            ..Self::new(keyring, policy)
-        }
+        let binds_unwrap = matches!(provider.selector, KeySelector::Template(_));
+        let keys = NamespaceKeys::shared(KeySet::new(keyring, Some(provider.selector), binds_unwrap));
+        Self::with_namespaces(keys, Some(provider.cache), policy)
     }
 
-    pub fn keyring(&self) -> &Keyring {
-        &self.keyring
+    pub fn namespace_keys(&self) -> &NamespaceKeys {
+        &self.keys
     }
 
-    pub fn provider(&self) -> Option<&ProviderKeys> {
+    pub fn provider(&self) -> Option<&CachedKeys> {
         self.provider.as_ref()
     }
 
@@ -221,45 +247,82 @@ impl Codec {
         &self.stats
     }
 
-    /// The key for encrypting a namespace's payloads: the provider's when configured, else
-    /// the active static key.
+    /// The key for encrypting a namespace's payloads: its provider key when it has one,
+    /// else its active static key. A namespace without keys is refused.
     pub async fn encryption_key(&self, namespace: &str) -> Result<EncryptionKey, KeyError> {
-        match &self.provider {
-            Some(provider) => {
-                let key_name = provider.selector.key_for_namespace(namespace)?;
+        let namespace_keys = self
+            .keys
+            .for_namespace(namespace)
+            .ok_or_else(|| KeyError::NoKeyForNamespace(namespace.to_owned()))?;
+        let key = match (namespace_keys.provider_key(namespace), &self.provider) {
+            (Some(key_name), Some(provider)) => {
                 // Boxed: the provider call's future is large, and every call's future would carry it.
-                let leased = Box::pin(provider.cache.encryption_key(&key_name)).await?;
-                Ok(EncryptionKey::Provided(leased))
+                KeyInUse::Provided(Box::pin(provider.encryption_key(&key_name?)).await?)
             }
-            None => self
-                .keyring
-                .active()
-                .cloned()
-                .map(EncryptionKey::Static)
-                .ok_or(KeyError::NoKey),
-        }
+            (Some(_), None) => return Err(KeyError::NoKey),
+            (None, _) => KeyInUse::Static(namespace_keys.static_keys().active().cloned().ok_or(KeyError::NoKey)?),
+        };
+        Ok(EncryptionKey {
+            key,
+            namespace_keys: Arc::clone(namespace_keys),
+        })
     }
 
-    /// Unwraps, through the provider and its cache, every data key the message's payloads need.
-    pub async fn decryption_keys(&self, message_type: MessageIndex, message: &[u8]) -> Result<ResolvedKeys, KeyError> {
-        let Some(provider) = &self.provider else {
-            return Ok(ResolvedKeys::new());
-        };
+    /// The keys for decrypting a namespace's message: its static keys, and the provider
+    /// data keys its envelope payloads need, unwrapped through the cache.
+    pub async fn decryption_keys(
+        &self,
+        namespace: &str,
+        message_type: MessageIndex,
+        message: &[u8],
+    ) -> Result<DecryptionKeys, KeyError> {
         let mut collector = WrappedKeyCollector::default();
-        rewrite(self.schema, message, message_type, &mut collector)?;
-        unwrap_data_keys(&provider.cache, collector.wrapped).await
+        if self.provider.is_some() {
+            rewrite(self.schema, message, message_type, &mut collector)?;
+        }
+        self.resolve(namespace, collector.wrapped).await
     }
 
     /// [`Codec::decryption_keys`] for payloads already decoded into messages.
-    pub async fn payload_decryption_keys(&self, payloads: &[Payload]) -> Result<ResolvedKeys, KeyError> {
-        let Some(provider) = &self.provider else {
-            return Ok(ResolvedKeys::new());
-        };
+    pub async fn payload_decryption_keys(
+        &self,
+        namespace: &str,
+        payloads: &[Payload],
+    ) -> Result<DecryptionKeys, KeyError> {
         let mut collector = WrappedKeyCollector::default();
-        for payload in payloads {
-            collector.collect(&PayloadView::of_message(payload));
+        if self.provider.is_some() {
+            for payload in payloads {
+                collector.collect(&PayloadView::of_message(payload));
+            }
         }
-        unwrap_data_keys(&provider.cache, collector.wrapped).await
+        self.resolve(namespace, collector.wrapped).await
+    }
+
+    /// Unwraps each of `wrapped_keys` as the namespace's rule allows: naming its key, so
+    /// a key wrapped under another namespace's is refused by the provider itself.
+    async fn resolve(&self, namespace: &str, wrapped_keys: BTreeSet<Vec<u8>>) -> Result<DecryptionKeys, KeyError> {
+        let Some(namespace_keys) = self.keys.for_namespace(namespace) else {
+            return Ok(DecryptionKeys::default());
+        };
+        let mut unwrapped = HashMap::new();
+        if let Some(provider) = &self.provider {
+            let expected = match namespace_keys.unwrap_rule(namespace) {
+                UnwrapRule::Refuse => None,
+                UnwrapRule::AnyKey => Some(None),
+                UnwrapRule::Named(key) => Some(Some(key)),
+            };
+            for wrapped in wrapped_keys {
+                let key = match &expected {
+                    None => None,
+                    Some(expected) => Box::pin(provider.decryption_key(expected.as_deref(), &wrapped)).await?,
+                };
+                unwrapped.insert(wrapped, key);
+            }
+        }
+        Ok(DecryptionKeys {
+            namespace_keys: Some(Arc::clone(namespace_keys)),
+            unwrapped,
+        })
     }
 
     /// Encrypts or decrypts `message` with keys resolved beforehand.
@@ -275,10 +338,21 @@ impl Codec {
         }
     }
 
-    /// Encrypts with the active static key (static keyring only).
+    /// Encrypts with the active static key of the keys that serve calls naming no
+    /// namespace.
     pub fn encode(&self, message_type: MessageIndex, message: &[u8]) -> Result<Vec<u8>, WalkError> {
-        let key = self.keyring.active().cloned().ok_or(WalkError::Encryption)?;
-        self.encode_with(&EncryptionKey::Static(key), message_type, message)
+        let namespace_keys = self.keys.for_namespace("").ok_or(WalkError::Encryption)?;
+        let key = EncryptionKey {
+            key: KeyInUse::Static(
+                namespace_keys
+                    .static_keys()
+                    .active()
+                    .cloned()
+                    .ok_or(WalkError::Encryption)?,
+            ),
+            namespace_keys: Arc::clone(namespace_keys),
+        };
+        self.encode_with(&key, message_type, message)
     }
 
     /// Encrypts every payload of `message` (of type `message_type`) that policy selects.
@@ -291,7 +365,7 @@ impl Codec {
         let mut encryptor = Encryptor {
             key: key.data_key(),
             wrapped: key.wrapped(),
-            keyring: &self.keyring,
+            keyring: key.namespace_keys.static_keys(),
             policy: self.policy,
             max_message_bytes: self.max_message_bytes,
             payloads: 0,
@@ -302,27 +376,35 @@ impl Codec {
             exempts_empty_metadata: self.nexus_task_answers.contains(&message_type),
         };
         let out = rewrite(self.schema, message, message_type, &mut encryptor)?;
-        if let EncryptionKey::Provided(leased) = key {
+        if let KeyInUse::Provided(leased) = &key.key {
             leased.record_use(encryptor.payloads, encryptor.bytes);
         }
         self.record_encryption(&encryptor);
         Ok(out)
     }
 
-    /// Decrypts with the static keyring only.
+    /// Decrypts with the static keys that serve calls naming no namespace.
     pub fn decode(&self, message_type: MessageIndex, message: &[u8]) -> Result<Vec<u8>, WalkError> {
-        self.decode_with(&ResolvedKeys::new(), message_type, message)
+        self.decode_with(&self.static_decryption_keys(""), message_type, message)
+    }
+
+    /// A namespace's static keys alone, for payloads that need no provider.
+    pub fn static_decryption_keys(&self, namespace: &str) -> DecryptionKeys {
+        DecryptionKeys {
+            namespace_keys: self.keys.for_namespace(namespace).cloned(),
+            unwrapped: HashMap::new(),
+        }
     }
 
     /// Decrypts every payload of `message` encrypted under a key this codec holds: a static
     /// key by id, or a KMS data key resolved beforehand.
     pub fn decode_with(
         &self,
-        resolved: &ResolvedKeys,
+        keys: &DecryptionKeys,
         message_type: MessageIndex,
         message: &[u8],
     ) -> Result<Vec<u8>, WalkError> {
-        let mut decryptor = Decryptor::new(&self.keyring, resolved, self.max_message_bytes);
+        let mut decryptor = self.decryptor(keys);
         let result = rewrite(self.schema, message, message_type, &mut decryptor);
         self.record_decryption(&decryptor, result.as_ref().err());
         result
@@ -331,8 +413,8 @@ impl Codec {
     /// Decrypts payloads already decoded into messages, as [`Codec::decode_with`] does for
     /// a serialized `Payloads`, without serializing them first: the codec server receives
     /// them as JSON and answers with JSON.
-    pub fn decode_payloads(&self, resolved: &ResolvedKeys, payloads: Vec<Payload>) -> Result<Vec<Payload>, WalkError> {
-        let mut decryptor = Decryptor::new(&self.keyring, resolved, self.max_message_bytes);
+    pub fn decode_payloads(&self, keys: &DecryptionKeys, payloads: Vec<Payload>) -> Result<Vec<Payload>, WalkError> {
+        let mut decryptor = self.decryptor(keys);
         let mut plaintext = Vec::new();
         let result: Result<Vec<Payload>, WalkError> = payloads
             .into_iter()
@@ -348,6 +430,20 @@ impl Codec {
             .collect();
         self.record_decryption(&decryptor, result.as_ref().err());
         result
+    }
+
+    fn decryptor<'k>(&'k self, keys: &'k DecryptionKeys) -> Decryptor<'k> {
+        Decryptor {
+            keyring: keys.namespace_keys.as_ref().map(|set| set.static_keys()),
+            unwrapped: &keys.unwrapped,
+            all_keys: &self.keys,
+            max_message_bytes: self.max_message_bytes,
+            payloads: 0,
+            bytes: 0,
+            unknown_keys: 0,
+            unknown_key_ids: BTreeSet::new(),
+            other_namespace_keys: 0,
+        }
     }
 
     fn record_encryption(&self, encryptor: &Encryptor<'_>) {
@@ -395,6 +491,15 @@ impl Codec {
                 payloads = decryptor.unknown_keys,
                 key_ids = ?decryptor.unknown_key_ids,
                 "passing through encrypted payloads under keys this proxy does not hold"
+            );
+        }
+        if decryptor.other_namespace_keys > 0 {
+            self.stats
+                .payloads_other_namespace_key
+                .fetch_add(decryptor.other_namespace_keys, Ordering::Relaxed);
+            tracing::warn!(
+                payloads = decryptor.other_namespace_keys,
+                "passing through encrypted payloads under another namespace's key"
             );
         }
         if let Some(WalkError::Authentication { key_id }) = error {
@@ -504,13 +609,17 @@ impl PayloadTransformer for Encryptor<'_> {
 }
 
 struct Decryptor<'k> {
-    keyring: &'k Keyring,
-    resolved: &'k ResolvedKeys,
+    /// The namespace's static keys; `None` when it has no keys at all.
+    keyring: Option<&'k Keyring>,
+    unwrapped: &'k HashMap<Vec<u8>, Option<Arc<DataKey>>>,
+    /// Every namespace's keys, to tell another namespace's key from a foreign one.
+    all_keys: &'k NamespaceKeys,
     max_message_bytes: usize,
     payloads: u64,
     bytes: u64,
     unknown_keys: u64,
     unknown_key_ids: BTreeSet<String>,
+    other_namespace_keys: u64,
 }
 
 impl PayloadTransformer for Decryptor<'_> {
@@ -536,17 +645,11 @@ impl PayloadTransformer for Decryptor<'_> {
     }
 }
 
-impl<'k> Decryptor<'k> {
-    fn new(keyring: &'k Keyring, resolved: &'k ResolvedKeys, max_message_bytes: usize) -> Self {
-        Self {
-            keyring,
-            resolved,
-            max_message_bytes,
-            payloads: 0,
-            bytes: 0,
-            unknown_keys: 0,
-            unknown_key_ids: BTreeSet::new(),
-        }
+impl Decryptor<'_> {
+    /// Counts a payload left encrypted because its key is another namespace's.
+    fn under_another_namespaces_key(&mut self) -> bool {
+        self.other_namespace_keys += 1;
+        false
     }
 
     /// Writes the plaintext of an encrypted payload to `out`. Returns false, writing
@@ -559,8 +662,17 @@ impl<'k> Decryptor<'k> {
         // An envelope (KMS) payload is read with its unwrapped data key, whatever its key id
         // says: the samples' KMS codec writes none.
         let key = match view.data_key_encrypted {
-            Some(wrapped) => self.resolved.get(wrapped).map(|key| &**key),
-            None => self.keyring.get(key_id),
+            Some(wrapped) => match self.unwrapped.get(wrapped) {
+                Some(Some(key)) => Some(&**key),
+                Some(None) => return Ok(self.under_another_namespaces_key()),
+                None if self.all_keys.uses_provider() => return Ok(self.under_another_namespaces_key()),
+                None => None,
+            },
+            None => match self.keyring.and_then(|keyring| keyring.get(key_id)) {
+                Some(key) => Some(key),
+                None if self.all_keys.holds_static_key(key_id) => return Ok(self.under_another_namespaces_key()),
+                None => None,
+            },
         };
         let Some(key) = key else {
             self.unknown_keys += 1;
@@ -580,17 +692,6 @@ impl<'k> Decryptor<'k> {
         self.bytes += (out.len() - start) as u64;
         Ok(true)
     }
-}
-
-/// Unwraps, through the provider and its cache, each of `wrapped_keys`.
-async fn unwrap_data_keys(keys: &CachedKeys, wrapped_keys: BTreeSet<Vec<u8>>) -> Result<ResolvedKeys, KeyError> {
-    let mut resolved = ResolvedKeys::new();
-    for wrapped in wrapped_keys {
-        if let Some(key) = Box::pin(keys.decryption_key(None, &wrapped)).await? {
-            resolved.insert(wrapped, key);
-        }
-    }
-    Ok(resolved)
 }
 
 /// Collects the wrapped data keys of a message's envelope payloads, copying it unchanged.

@@ -15,6 +15,10 @@ use super::samples_format::{TAG_LEN, encrypt_payload_with_nonce};
 use super::*;
 use crate::payload::schema::Schema;
 
+fn static_keys(codec: &Codec) -> &Keyring {
+    codec.namespace_keys().for_namespace("").unwrap().static_keys()
+}
+
 fn payload_type() -> MessageIndex {
     Schema::compiled_in().payload_type
 }
@@ -83,7 +87,7 @@ fn known_answer_vectors_decrypt_and_encrypt_to_the_exact_bytes() {
             .try_into()
             .unwrap();
         let mut ours = Vec::new();
-        encrypt_payload_with_nonce(codec.keyring().active().unwrap(), nonce, &plaintext, &mut ours).unwrap();
+        encrypt_payload_with_nonce(static_keys(&codec).active().unwrap(), nonce, &plaintext, &mut ours).unwrap();
         let ours = Payload::decode(ours.as_slice()).unwrap();
         let expected = Payload::decode(encrypted.as_slice()).unwrap();
         assert_eq!(ours, expected, "{}", kat["name"]);
@@ -191,8 +195,7 @@ fn encryptions_are_counted_for_the_static_key_that_made_them() {
     for _ in 0..3 {
         codec.encode(payload_type(), &json_payload("\"counted\"")).unwrap();
     }
-    let counts: HashMap<&str, u64> = codec
-        .keyring()
+    let counts: HashMap<&str, u64> = static_keys(&codec)
         .keys()
         .map(|key| (key.id(), key.encryptions()))
         .collect();
@@ -285,7 +288,9 @@ fn decoding_decoded_payloads_matches_decoding_the_serialized_message() {
     }
     .encode_to_vec();
     let expected = Payloads::decode(ours.decode(payloads_type(), &serialized).unwrap().as_slice()).unwrap();
-    let decoded = ours.decode_payloads(&ResolvedKeys::new(), payloads).unwrap();
+    let decoded = ours
+        .decode_payloads(&ours.static_decryption_keys(""), payloads)
+        .unwrap();
     assert_eq!(decoded, expected.payloads);
     assert_eq!(decoded[0].data, b"\"first\"");
     assert_eq!(decoded[3].data, b"\"last\"");
@@ -299,7 +304,9 @@ fn decoding_a_tampered_decoded_payload_fails_naming_the_key() {
     let codec = codec_with(&[("prod-2026", &[5u8; 32])]);
     let mut tampered = encrypted_with(&codec, &json_payload("\"x\""));
     tampered.data[20] ^= 1;
-    let error = codec.decode_payloads(&ResolvedKeys::new(), vec![tampered]).unwrap_err();
+    let error = codec
+        .decode_payloads(&codec.static_decryption_keys(""), vec![tampered])
+        .unwrap_err();
     assert!(
         matches!(&error, WalkError::Authentication { key_id } if key_id == "prod-2026"),
         "{error}"
@@ -322,4 +329,39 @@ fn a_view_of_a_decoded_payload_matches_the_view_of_its_bytes() {
     let from_message = PayloadView::of_message(&payload);
     assert_eq!(format!("{from_bytes:?}"), format!("{from_message:?}"));
     assert!(from_message.is_encrypted() && from_message.system);
+}
+
+mod namespaces {
+    use super::*;
+    use crate::keys::namespaces::{NamespaceKeys, SectionSpec, build_sections};
+
+    fn two_tenants() -> Codec {
+        let section = |pattern: &str, id: &str, byte: u8| SectionSpec {
+            pattern: pattern.to_owned(),
+            keys: vec![format!("{id}=hex:{}", hex::encode([byte; 32]))],
+            kms_key: None,
+        };
+        let sections =
+            build_sections(&[section("a", "key-a", 1), section("b", "key-b", 2)], &Keyring::empty()).unwrap();
+        Codec::with_namespaces(NamespaceKeys::new(sections, None), None, EncryptionPolicy::default())
+    }
+
+    #[tokio::test]
+    async fn a_namespaces_payloads_decrypt_with_its_own_keys_only() {
+        let codec = two_tenants();
+        let plaintext = json_payload("\"secret-of-b\"");
+        let key = codec.encryption_key("b").await.unwrap();
+        let under_b = codec.encode_with(&key, payload_type(), &plaintext).unwrap();
+        let for_b = codec.decryption_keys("b", payload_type(), &under_b).await.unwrap();
+        assert_eq!(codec.decode_with(&for_b, payload_type(), &under_b).unwrap(), plaintext);
+        let for_a = codec.decryption_keys("a", payload_type(), &under_b).await.unwrap();
+        assert_eq!(codec.decode_with(&for_a, payload_type(), &under_b).unwrap(), under_b);
+        assert_eq!(codec.stats().payloads_other_namespace_key.load(Ordering::Relaxed), 1);
+        assert!(matches!(
+            codec.encryption_key("c").await,
+            Err(KeyError::NoKeyForNamespace(namespace)) if namespace == "c"
+        ));
+        let nowhere = codec.decryption_keys("c", payload_type(), &under_b).await.unwrap();
+        assert_eq!(codec.decode_with(&nowhere, payload_type(), &under_b).unwrap(), under_b);
+    }
 }

@@ -118,7 +118,7 @@ async fn handle(state: &ApiState, operation: Operation, request: Request) -> Res
     permit.grow(body.len()).await.map_err(budget_error)?;
     let result = match operation {
         Operation::Encode => encode(&state.codec, namespace, payloads).await,
-        Operation::Decode => decode(&state.codec, payloads, body.len()).await,
+        Operation::Decode => decode(&state.codec, namespace, payloads, body.len()).await,
     };
     tracing::debug!(
         ?operation,
@@ -150,10 +150,12 @@ async fn encode(codec: &Arc<Codec>, namespace: &str, payloads: Payloads) -> Resu
     .await
 }
 
-/// Decrypts the payloads as they came from JSON, each on its own, in the same order.
-async fn decode(codec: &Arc<Codec>, payloads: Payloads, size: usize) -> Result<Payloads, ApiError> {
+/// Decrypts the payloads as they came from JSON, each on its own, in the same order, with
+/// the namespace's keys only: a payload under another namespace's key stays encrypted,
+/// whoever asks.
+async fn decode(codec: &Arc<Codec>, namespace: &str, payloads: Payloads, size: usize) -> Result<Payloads, ApiError> {
     let keys = codec
-        .payload_decryption_keys(&payloads.payloads)
+        .payload_decryption_keys(namespace, &payloads.payloads)
         .await
         .map_err(key_error)?;
     let codec = Arc::clone(codec);

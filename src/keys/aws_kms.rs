@@ -70,13 +70,14 @@ impl AwsKms {
             .await
             .map_err(|error| {
                 let error = kms_error(DECRYPT, &error);
+                // Asked to unwrap under a named key, KMS answers a blob under another key
+                // with IncorrectKeyException, or AccessDenied when the blob's key is one these
+                // credentials may not use: either way the key is not the namespace's to read.
+                // A real permissions problem on the namespace's own key still fails closed
+                // where it matters, in GenerateDataKey.
                 match error.kind {
-                    // KMS answers a blob under another key than the one named with
-                    // IncorrectKeyException; a blob naming a key these credentials cannot
-                    // use, with this AccessDenied message.
-                    ProviderErrorKind::Denied
-                        if expected_key.is_some() && error.message.contains("The ciphertext refers to") =>
-                    {
+                    ProviderErrorKind::Denied if expected_key.is_some() => {
+                        tracing::warn!(%error, "KMS refused to unwrap a data key under this namespace's key");
                         ProviderError {
                             kind: ProviderErrorKind::OtherKey,
                             ..error

@@ -111,6 +111,25 @@ impl Keyring {
         Ok(Self { active, by_id })
     }
 
+    /// A keyring of keys already loaded, shared with other keyrings; the first is active.
+    pub fn from_shared(keys: impl IntoIterator<Item = Arc<DataKey>>) -> Result<Self, KeyringError> {
+        let mut active = None;
+        let mut by_id = HashMap::new();
+        for key in keys {
+            if by_id.insert(key.id().to_owned(), Arc::clone(&key)).is_some() {
+                return Err(KeyringError::DuplicateId(key.id().to_owned()));
+            }
+            active.get_or_insert(key);
+        }
+        let active = Some(active.ok_or(KeyringError::NoKeys)?);
+        Ok(Self { active, by_id })
+    }
+
+    /// The key with this id, to share with another keyring.
+    pub fn shared(&self, id: &str) -> Option<Arc<DataKey>> {
+        self.by_id.get(id).cloned()
+    }
+
     /// A keyring without static keys, for when KMS provides every key.
     pub fn empty() -> Self {
         Self {

@@ -3,6 +3,7 @@
 pub mod aws_kms;
 pub mod cache;
 pub mod data_key;
+pub mod namespaces;
 pub mod provider;
 pub mod static_keys;
 

@@ -234,32 +234,44 @@ impl Forwarder {
         }
         let request_type = method.and_then(|m| m.request);
         let response_type = method.and_then(|m| m.response);
-        let upstream_body = match request_type {
-            None => Body::new(body),
-            Some(message_type) => {
-                if !carries_protobuf(&parts.headers) {
-                    return Err(unsupported_content_type(&parts.headers));
-                }
-                let encoding = MessageEncoding::from_headers(&parts.headers)?;
-                parts.headers.remove(GRPC_ENCODING);
-                parts.headers.remove(http::header::CONTENT_LENGTH);
-                let mut permit = self.budget.permit();
-                let message = self.read_unary_request(body, encoding, &mut permit).await?;
-                let codec_started = Instant::now();
-                let namespace = request_namespace(&parts.headers, method, &message)?;
-                if !parts.headers.contains_key(TEMPORAL_NAMESPACE)
-                    && let Ok(value) = HeaderValue::from_str(&namespace)
-                    && !namespace.is_empty()
-                {
-                    parts.headers.insert(TEMPORAL_NAMESPACE, value);
-                }
-                let encrypted = self
-                    .run_codec(Direction::Request, message_type, message, &namespace, &mut permit)
-                    .await?;
-                permit.resize_to_held(encrypted.len());
-                *added += codec_started.elapsed();
-                Body::new(HeldBody::new(frame_pieces(encrypted), None, permit))
+        // A response is decrypted with its namespace's keys only, so a call whose answer
+        // carries payloads is read for its namespace even when its request carries none.
+        let reads_namespace = response_type.is_some() && method.is_some_and(|m| m.namespace_field.is_some());
+        let mut namespace = String::new();
+        let upstream_body = if request_type.is_none() && !reads_namespace {
+            Body::new(body)
+        } else {
+            if !carries_protobuf(&parts.headers) {
+                return Err(unsupported_content_type(&parts.headers));
             }
+            let encoding = MessageEncoding::from_headers(&parts.headers)?;
+            parts.headers.remove(GRPC_ENCODING);
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            let mut permit = self.budget.permit();
+            let message = self.read_unary_request(body, encoding, &mut permit).await?;
+            let codec_started = Instant::now();
+            namespace = request_namespace(&parts.headers, method, &message)?;
+            if namespace.is_empty()
+                && let Some(default) = &self.credentials.namespace
+            {
+                namespace = String::from_utf8_lossy(default.as_bytes()).into_owned();
+            }
+            if !parts.headers.contains_key(TEMPORAL_NAMESPACE)
+                && let Ok(value) = HeaderValue::from_str(&namespace)
+                && !namespace.is_empty()
+            {
+                parts.headers.insert(TEMPORAL_NAMESPACE, value);
+            }
+            let outgoing = match request_type {
+                Some(message_type) => {
+                    self.run_codec(Direction::Request, message_type, message, &namespace, &mut permit)
+                        .await?
+                }
+                None => message,
+            };
+            permit.resize_to_held(outgoing.len());
+            *added += codec_started.elapsed();
+            Body::new(HeldBody::new(frame_pieces(outgoing), None, permit))
         };
         if let Some(namespace) = &self.credentials.namespace
             && !parts.headers.contains_key(TEMPORAL_NAMESPACE)
@@ -282,7 +294,7 @@ impl Forwarder {
         }
         match response_type {
             None => Ok(response),
-            Some(message_type) => self.rewrite_response(response, message_type, added).await,
+            Some(message_type) => self.rewrite_response(response, message_type, &namespace, added).await,
         }
     }
 
@@ -322,12 +334,13 @@ impl Forwarder {
         &self,
         response: ProxyResponse,
         message_type: MessageIndex,
+        namespace: &str,
         added: &mut Duration,
     ) -> Result<ProxyResponse, Status> {
         let (mut parts, body) = response.into_parts();
         if parts.headers.contains_key(GRPC_STATUS) {
             // A trailers-only answer: the status, and its details, are in the headers.
-            self.decode_status_details(&mut parts.headers).await?;
+            self.decode_status_details(namespace, &mut parts.headers).await?;
             return Ok(http::Response::from_parts(parts, body));
         }
         if !carries_protobuf(&parts.headers) {
@@ -359,14 +372,14 @@ impl Forwarder {
         let mut held = 0;
         for message in read.messages {
             let decrypted = self
-                .run_codec(Direction::Response, message_type, message, "", &mut permit)
+                .run_codec(Direction::Response, message_type, message, namespace, &mut permit)
                 .await?;
             held += decrypted.len();
             out.extend(frame_pieces(decrypted));
         }
         permit.resize_to_held(held);
         if let Some(trailers) = trailers.as_mut() {
-            self.decode_status_details(trailers).await?;
+            self.decode_status_details(namespace, trailers).await?;
         }
         *added += codec_started.elapsed();
         Ok(http::Response::from_parts(
@@ -393,7 +406,7 @@ impl Forwarder {
             Direction::Request => self.codec.encryption_key(namespace).await.map(MessageKeys::Encryption),
             Direction::Response => self
                 .codec
-                .decryption_keys(message_type, &message)
+                .decryption_keys(namespace, message_type, &message)
                 .await
                 .map(MessageKeys::Decryption),
         }
@@ -414,7 +427,7 @@ impl Forwarder {
     /// Decrypts payloads in `grpc-status-details-bin` (query failures, multi-operation
     /// failures). Details that cannot be decoded fail the call, naming the server's own
     /// status, rather than reach the worker as ciphertext.
-    async fn decode_status_details(&self, headers: &mut HeaderMap) -> Result<(), Status> {
+    async fn decode_status_details(&self, namespace: &str, headers: &mut HeaderMap) -> Result<(), Status> {
         let Some(value) = headers.get(STATUS_DETAILS) else {
             return Ok(());
         };
@@ -439,7 +452,7 @@ impl Forwarder {
             .map_err(|error| undecodable(format!("not base64: {error}")))?;
         let resolved = self
             .codec
-            .decryption_keys(status_type, &details)
+            .decryption_keys(namespace, status_type, &details)
             .await
             .map_err(|error| undecodable(error.to_string()))?;
         let decoded = self

@@ -264,7 +264,7 @@ async fn data_keys_are_reused_and_unwrapped_once() {
         (1..=2).contains(&generated),
         "10,000 payloads took {generated} GenerateDataKey calls"
     );
-    let stats = writer.codec.provider().unwrap().cache.stats();
+    let stats = writer.codec.provider().unwrap().stats();
     assert_eq!(stats.generate_ok.load(Ordering::Relaxed) as usize, generated);
     assert!(stats.encryption_cache_hits.load(Ordering::Relaxed) >= 18);
     let distinct_keys: std::collections::BTreeSet<String> = encoded_batches
@@ -476,5 +476,71 @@ async fn samples_kms_format_interoperates_both_ways() {
 
     let (_, by_proxy) = codec_call(&proxy, "encode", "default", &payloads_json(3, "secret-proxy")).await;
     assert_eq!(helper("decode", by_proxy).await, payloads_json(3, "secret-proxy"));
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_namespaces_kms_ciphertext_is_refused_by_kms_and_stays_encrypted() {
+    let server = dev_server();
+    let kms_relay = Relay::start(&moto().endpoint).await;
+    let suffix = unique("tenants");
+    create_key(&format!("alias/{suffix}-default")).await;
+    create_key(&format!("alias/{suffix}-faults")).await;
+    let codec = kms_codec(
+        &kms_relay.address.to_string(),
+        KeySelector::Template(format!("alias/{suffix}-{{namespace}}")),
+        &[],
+    )
+    .await;
+    let proxy = TestProxy::start_with_codec(&server.address, codec).await;
+    let b_workflow = unique("kms-b");
+    WorkflowServiceClient::connect(format!("http://{}", proxy.address()))
+        .await
+        .unwrap()
+        .start_workflow_execution(start_request("faults", &b_workflow, "secret-of-b"))
+        .await
+        .unwrap();
+    let b_ciphertext = started_input(&server.address, "faults", &b_workflow).await.unwrap();
+    assert!(b_ciphertext.metadata.contains_key("data_key_encrypted"));
+
+    let mut planted = start_request("default", &unique("kms-planted"), "unused");
+    planted.input.as_mut().unwrap().payloads = vec![b_ciphertext.clone()];
+    let planted_id = planted.workflow_id.clone();
+    WorkflowServiceClient::connect(format!("http://{}", server.address))
+        .await
+        .unwrap()
+        .start_workflow_execution(planted)
+        .await
+        .unwrap();
+    let decrypts_before = kms_relay.count_sent(DECRYPT);
+    for _ in 0..3 {
+        let seen = started_input(&proxy.address(), "default", &planted_id).await.unwrap();
+        assert_eq!(seen, b_ciphertext, "B's KMS payload was decrypted for A");
+    }
+    assert_eq!(
+        kms_relay.count_sent(DECRYPT) - decrypts_before,
+        1,
+        "KMS's refusal is remembered, not asked again for every read"
+    );
+    let stats = proxy.codec.provider().unwrap().stats();
+    assert_eq!(stats.unwrap_other_key.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        proxy.codec.stats().payloads_other_namespace_key.load(Ordering::Relaxed),
+        3
+    );
+
+    let body = json!({"payloads": [{
+        "metadata": b_ciphertext.metadata.iter().map(|(k, v)| (k.clone(), json!(STANDARD.encode(v)))).collect::<serde_json::Map<_, _>>(),
+        "data": STANDARD.encode(&b_ciphertext.data),
+    }]});
+    let (status, as_a) = codec_call(&proxy, "decode", "default", &body).await;
+    assert_eq!(status, StatusCode::OK, "{as_a}");
+    assert_eq!(as_a, body, "the codec server decrypted B's payload for namespace A");
+    let (status, as_b) = codec_call(&proxy, "decode", "faults", &body).await;
+    assert_eq!(status, StatusCode::OK, "{as_b}");
+    assert_eq!(
+        metadata(&as_b["payloads"][0], "encoding").as_deref(),
+        Some("json/plain")
+    );
     proxy.stop().await;
 }

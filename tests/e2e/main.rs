@@ -16,6 +16,7 @@ mod overload;
 mod relay;
 mod sdk;
 mod support;
+mod tenancy;
 mod token_attacks;
 mod upstream_tls;
 mod web_ui;

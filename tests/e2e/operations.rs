@@ -29,14 +29,20 @@ pub struct ProxyProcess {
 impl ProxyProcess {
     /// Starts the binary on ephemeral ports and waits until every listener is up.
     pub fn start(upstream: &str, key: &[u8; 32], extra_args: &[&str]) -> Self {
-        Self::spawn(Command::new(PROXY_BIN), upstream, key, extra_args)
+        Self::spawn(Command::new(PROXY_BIN), upstream, Some(key), extra_args)
+    }
+
+    /// As [`ProxyProcess::start`] with no `--key`: `extra_args` (a configuration file, say)
+    /// give the keys.
+    pub fn start_keyed_by(upstream: &str, extra_args: &[&str]) -> Self {
+        Self::spawn(Command::new(PROXY_BIN), upstream, None, extra_args)
     }
 
     /// As [`ProxyProcess::start`], with the process allowed on CPU 0 only.
     pub fn start_on_one_cpu(upstream: &str, key: &[u8; 32]) -> Self {
         let mut taskset = Command::new("taskset");
         taskset.args(["-c", "0", PROXY_BIN]);
-        Self::spawn(taskset, upstream, key, &[])
+        Self::spawn(taskset, upstream, Some(key), &[])
     }
 
     /// As [`ProxyProcess::start`], started by `prlimit` with these open-file limits.
@@ -48,11 +54,16 @@ impl ProxyProcess {
     ) -> Self {
         let mut prlimit = Command::new("prlimit");
         prlimit.arg(format!("--nofile={soft}:{hard}")).arg(PROXY_BIN);
-        Self::spawn(prlimit, upstream, key, extra_args)
+        Self::spawn(prlimit, upstream, Some(key), extra_args)
     }
 
-    fn spawn(mut command: Command, upstream: &str, key: &[u8; 32], extra_args: &[&str]) -> Self {
-        let key_flag = format!("ops=base64:{}", base64::engine::general_purpose::STANDARD.encode(key));
+    fn spawn(mut command: Command, upstream: &str, key: Option<&[u8; 32]>, extra_args: &[&str]) -> Self {
+        let key_flags = key.map(|key| {
+            [
+                "--key".to_owned(),
+                format!("ops=base64:{}", base64::engine::general_purpose::STANDARD.encode(key)),
+            ]
+        });
         let mut child = command
             .args([
                 "serve",
@@ -64,13 +75,12 @@ impl ProxyProcess {
                 "127.0.0.1:0",
                 "--upstream",
                 upstream,
-                "--key",
-                &key_flag,
                 "--log-format",
                 "json",
                 "--log",
                 "info,temporal_codec_proxy=debug",
             ])
+            .args(key_flags.iter().flatten())
             .args(extra_args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -134,7 +144,7 @@ impl ProxyProcess {
             .join("\n")
     }
 
-    async fn get(&self, path: &str) -> (u16, String) {
+    pub async fn get(&self, path: &str) -> (u16, String) {
         let response = reqwest::get(format!("http://{}{path}", self.admin))
             .await
             .unwrap_or_else(|error| panic!("GET {path}: {error}"));
