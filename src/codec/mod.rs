@@ -306,15 +306,12 @@ impl Codec {
         };
         let mut unwrapped = HashMap::new();
         if let Some(provider) = &self.provider {
-            let expected = match namespace_keys.unwrap_rule(namespace) {
-                UnwrapRule::Refuse => None,
-                UnwrapRule::AnyKey => Some(None),
-                UnwrapRule::Named(key) => Some(Some(key)),
-            };
+            let rule = namespace_keys.unwrap_rule(namespace);
             for wrapped in wrapped_keys {
-                let key = match &expected {
-                    None => None,
-                    Some(expected) => Box::pin(provider.decryption_key(expected.as_deref(), &wrapped)).await?,
+                let key = match &rule {
+                    UnwrapRule::Refuse => None,
+                    UnwrapRule::AnyKey => Box::pin(provider.decryption_key(None, &wrapped)).await?,
+                    UnwrapRule::Named(key) => Box::pin(provider.decryption_key(Some(key), &wrapped)).await?,
                 };
                 unwrapped.insert(wrapped, key);
             }

@@ -28,6 +28,7 @@ use crate::support::{
     TestProxy, dev_server, free_port, post_payloads, random_key, repo_root, spawn_for_this_test_run, started_input,
     unique,
 };
+use crate::tenancy;
 
 const GENERATE_DATA_KEY: &[u8] = b"TrentService.GenerateDataKey";
 const DECRYPT: &[u8] = b"TrentService.Decrypt";
@@ -129,6 +130,20 @@ async fn kms_codec(kms_endpoint: &str, selector: KeySelector, static_keys: &[(&s
         .unwrap()
     };
     Codec::with_provider(keyring, ProviderKeys { cache, selector }, EncryptionPolicy::default())
+}
+
+/// A codec with a KMS key of its own for `default` and for `faults`, by template, reached
+/// through `kms_relay`.
+async fn per_namespace_codec(kms_relay: &Relay, prefix: &str) -> Codec {
+    let suffix = unique(prefix);
+    create_key(&format!("alias/{suffix}-default")).await;
+    create_key(&format!("alias/{suffix}-faults")).await;
+    kms_codec(
+        &kms_relay.address.to_string(),
+        KeySelector::Template(format!("alias/{suffix}-{{namespace}}")),
+        &[],
+    )
+    .await
 }
 
 fn payloads_json(count: usize, marker: &str) -> Value {
@@ -317,15 +332,7 @@ async fn kms_outage_fails_closed_while_cached_keys_keep_working() {
     let server = dev_server();
     let mut kms_relay = Relay::start(&moto().endpoint).await;
     let temporal_relay = Relay::start(&server.address).await;
-    let suffix = unique("outage");
-    create_key(&format!("alias/{suffix}-default")).await;
-    create_key(&format!("alias/{suffix}-faults")).await;
-    let codec = kms_codec(
-        &kms_relay.address.to_string(),
-        KeySelector::Template(format!("alias/{suffix}-{{namespace}}")),
-        &[],
-    )
-    .await;
+    let codec = per_namespace_codec(&kms_relay, "outage").await;
     let proxy = TestProxy::start_with_codec(&temporal_relay.address.to_string(), codec).await;
     let mut client = WorkflowServiceClient::connect(format!("http://{}", proxy.address()))
         .await
@@ -483,15 +490,7 @@ async fn samples_kms_format_interoperates_both_ways() {
 async fn another_namespaces_kms_ciphertext_is_refused_by_kms_and_stays_encrypted() {
     let server = dev_server();
     let kms_relay = Relay::start(&moto().endpoint).await;
-    let suffix = unique("tenants");
-    create_key(&format!("alias/{suffix}-default")).await;
-    create_key(&format!("alias/{suffix}-faults")).await;
-    let codec = kms_codec(
-        &kms_relay.address.to_string(),
-        KeySelector::Template(format!("alias/{suffix}-{{namespace}}")),
-        &[],
-    )
-    .await;
+    let codec = per_namespace_codec(&kms_relay, "tenants").await;
     let proxy = TestProxy::start_with_codec(&server.address, codec).await;
     let b_workflow = unique("kms-b");
     WorkflowServiceClient::connect(format!("http://{}", proxy.address()))
@@ -503,13 +502,11 @@ async fn another_namespaces_kms_ciphertext_is_refused_by_kms_and_stays_encrypted
     let b_ciphertext = started_input(&server.address, "faults", &b_workflow).await.unwrap();
     assert!(b_ciphertext.metadata.contains_key("data_key_encrypted"));
 
-    let mut planted = start_request("default", &unique("kms-planted"), "unused");
-    planted.input.as_mut().unwrap().payloads = vec![b_ciphertext.clone()];
-    let planted_id = planted.workflow_id.clone();
+    let planted_id = unique("kms-planted");
     WorkflowServiceClient::connect(format!("http://{}", server.address))
         .await
         .unwrap()
-        .start_workflow_execution(planted)
+        .start_workflow_execution(tenancy::start_request("default", &planted_id, b_ciphertext.clone()))
         .await
         .unwrap();
     let decrypts_before = kms_relay.count_sent(DECRYPT);
@@ -529,10 +526,7 @@ async fn another_namespaces_kms_ciphertext_is_refused_by_kms_and_stays_encrypted
         3
     );
 
-    let body = json!({"payloads": [{
-        "metadata": b_ciphertext.metadata.iter().map(|(k, v)| (k.clone(), json!(STANDARD.encode(v)))).collect::<serde_json::Map<_, _>>(),
-        "data": STANDARD.encode(&b_ciphertext.data),
-    }]});
+    let body = tenancy::payload_json(&b_ciphertext);
     let (status, as_a) = codec_call(&proxy, "decode", "default", &body).await;
     assert_eq!(status, StatusCode::OK, "{as_a}");
     assert_eq!(as_a, body, "the codec server decrypted B's payload for namespace A");

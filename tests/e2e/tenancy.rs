@@ -82,7 +82,8 @@ fn two_tenant_config() -> TempConfig {
     ))
 }
 
-fn payload_json(payload: &Payload) -> Value {
+/// A payload in the codec server's JSON form, as a one-payload `Payloads` body.
+pub fn payload_json(payload: &Payload) -> Value {
     let metadata: serde_json::Map<String, Value> = payload
         .metadata
         .iter()
